@@ -1,0 +1,1 @@
+"""vrlib: reinforcement fine-tuning of video MLLMs, small and tested."""

@@ -1,0 +1,173 @@
+"""params.yaml as typed dataclasses: one section per stage, a docstring per field.
+
+Notebooks receive each section as a dict (papermill `-f params.yaml`) and parse it here, so
+an unknown or misspelt key stops the stage with the list of the known ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params.yaml section has a key no stage reads, or a value of the wrong kind."""
+
+
+@dataclass
+class DataParams:
+    """Stage `data`: the synthetic video world and how videos are sampled for the model."""
+
+    n_pretrain: int = 2000
+    """videos with captions for the tiny base model's perception pretraining."""
+    n_sft: int = 200
+    """grounding items with a chain of thought for the SFT cold start."""
+    n_rl: int = 1000
+    """grounding items (question + solution) for GRPO."""
+    n_eval: int = 200
+    """held-out grounding items for evaluation (never seen in training)."""
+    duration: int = 8
+    """length of each synthetic video, seconds."""
+    render_fps: int = 4
+    """frame rate of the written MP4 files."""
+    size: int = 112
+    """width and height of the rendered frames, pixels."""
+    fps: float = 2.0
+    """target sampling rate given to the model (Video-R1: 2 fps)."""
+    min_frames: int = 4
+    """fewest frames sampled from a video (Video-R1: 4)."""
+    max_frames: int = 16
+    """most frames sampled from a video (Video-R1: 16)."""
+    max_pixels: int = 56 * 56
+    """pixel budget per frame handed to the processor (Video-R1: 128*28*28)."""
+
+
+@dataclass
+class BaseParams:
+    """Stage `base`: build and perception-pretrain the tiny model, or check a real checkpoint."""
+
+    pretrained_dir: str = ""
+    """empty: build the tiny Qwen2.5-VL offline and pretrain it; else a local real checkpoint dir."""
+    vocab_size: int = 1024
+    """BPE vocabulary of the tiny tokenizer, trained on the study's own text."""
+    steps: int = 1500
+    """perception pretraining steps (captions of what happens when)."""
+    batch_size: int = 16
+    lr: float = 5e-4
+    """AdamW learning rate; the tiny model stalls at 1e-3 without clipping (environment notes)."""
+    grad_clip: float = 1.0
+
+
+@dataclass
+class SFTParams:
+    """Stage `sft`: LoRA cold start on chain-of-thought targets, loss on assistant tokens only."""
+
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    load_in_4bit: bool = False
+    """QLoRA: nf4 + double quantisation of the base weights (bitsandbytes)."""
+
+
+@dataclass
+class RFTParams:
+    """Stage `rft`: GRPO on the RL split, starting from the SFT model (its adapter merged)."""
+
+    steps: int = 100
+    prompts_per_step: int = 4
+    """questions per step; each gets `group_size` rollouts."""
+    group_size: int = 8
+    """G, rollouts per question (Video-R1: 8)."""
+    temperature: float = 1.0
+    """sampling temperature of the rollouts; log-probs use the same (as TRL)."""
+    top_p: float = 1.0
+    max_completion_length: int = 64
+    """most new tokens per rollout (Video-R1: 768 on real models)."""
+    lr: float = 5e-4
+    grad_clip: float = 1.0
+    beta: float = 0.04
+    """k3 KL coefficient to the reference policy (Video-R1: 0.04); 0 skips the reference forward."""
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    loss_type: str = "grpo"
+    """grpo | bnpo | dapo | dr_grpo (aggregation as TRL documents it)."""
+    scale_rewards: str = "group"
+    """group | batch | none: what the advantage is divided by."""
+    num_iterations: int = 1
+    """policy updates per batch of rollouts (mu in the GRPO paper)."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    load_in_4bit: bool = False
+    checkpoint_every: int = 25
+    """steps between adapter checkpoints."""
+
+
+@dataclass
+class EvalParams:
+    """Stage `evaluation` (not `eval`: papermill would shadow the builtin)."""
+
+    max_new_tokens: int = 64
+    batch_size: int = 32
+    recalls: list = field(default_factory=lambda: [0.3, 0.5, 0.7])
+    """IoU thresholds of the R@k metrics (Charades-STA convention)."""
+
+
+@dataclass
+class AnalysisParams:
+    """Stage `analysis`: how many best and worst items to show with their frames."""
+
+    n_show: int = 3
+
+
+@dataclass
+class Params:
+    """The whole params.yaml."""
+
+    scale: str = "tiny"
+    """model and budget preset; `tiny` runs the study on a laptop CPU."""
+    seed: int = 0
+    """one seed for the study; each stage derives its own streams from it."""
+    data: DataParams = field(default_factory=DataParams)
+    base: BaseParams = field(default_factory=BaseParams)
+    sft: SFTParams = field(default_factory=SFTParams)
+    rft: RFTParams = field(default_factory=RFTParams)
+    evaluation: EvalParams = field(default_factory=EvalParams)
+    analysis: AnalysisParams = field(default_factory=AnalysisParams)
+
+
+def parse(cls, values: dict | None, where: str = ""):
+    """Build dataclass `cls` from a dict; unknown keys and wrong kinds raise ParamsError."""
+    values = dict(values or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    dotted = (lambda k: f"{where}.{k}") if where else (lambda k: k)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ParamsError(f"params.yaml: unknown key(s) {', '.join(map(dotted, unknown))}; "
+                          f"known keys{' of ' + repr(where) if where else ''}: {', '.join(known)}")
+    out = {}
+    for name, value in values.items():
+        f = known[name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(default):
+            out[name] = parse(type(default), value, dotted(name))
+            continue
+        kind = type(default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ParamsError(f"params.yaml: '{dotted(name)}' must be {kind.__name__}, got {value!r}")
+        out[name] = value
+    return cls(**out)
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and check the whole params file."""
+    with open(path) as f:
+        return parse(Params, yaml.safe_load(f), "")

@@ -1,0 +1,268 @@
+"""The one record schema (Video-R1's fields plus duration and fps), strict JSONL I/O, splits.
+
+A malformed record stops the stage with file, line and field in the message: a research
+record that silently drops or defaults a field gives results nobody can trust.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import zlib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from vrlib import video, world
+
+# DESIGN.md "Data contract": Video-R1's five types, plus VideoChat-R1's grounding and
+# tracking and VideoChat-R1's grounded QA (answer + <glue> evidence segments).
+PROBLEM_TYPES = (
+    "multiple choice",
+    "numerical",
+    "OCR",
+    "free-form",
+    "regression",
+    "temporal grounding",
+    "tracking",
+    "grounded QA",
+)
+DATA_TYPES = ("video", "image")
+
+_ANSWER = re.compile(r"<answer>.*</answer>", re.DOTALL)
+_ANSWER_GLUE = re.compile(r"<answer>.*</answer><glue>.*</glue>", re.DOTALL)
+_THINK = re.compile(r"<think>.*</think>", re.DOTALL)
+
+
+class RecordError(ValueError):
+    """A record breaks the schema; the message reads `file:line: field 'name': why`."""
+
+
+@dataclass
+class Sample:
+    """One question about one video or image, in the format the model must answer."""
+
+    problem_id: str  # unique within a file
+    problem: str  # the question as shown to the model
+    data_type: str  # "video" | "image"
+    problem_type: str  # one of PROBLEM_TYPES; picks the reward
+    options: list[str]  # ["A. ...", ...] for multiple choice, else []
+    solution: str  # "<answer>...</answer>" (+ "<glue>...</glue>" for grounded QA)
+    path: str  # media file, relative to the JSONL's directory (absolute kept as is)
+    data_source: str  # where it came from, e.g. "world/grounding"
+    duration: float  # seconds; 0.0 for images
+    fps: float  # the file's native fps; 0.0 for images
+    process: str = ""  # "<think>...</think>" chain of thought for the SFT cold start, or ""
+
+
+FIELDS = tuple(f.name for f in fields(Sample))
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, why: str):
+        super().__init__(f"field {field!r}: {why}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _to_sample(record: Any) -> Sample:
+    """Validate one decoded JSON object and build its Sample; `_FieldError` names the field."""
+    if not isinstance(record, dict):
+        raise _FieldError("<record>", f"expected a JSON object, got {_show(record)}")
+    for key in record:
+        if key not in FIELDS:
+            raise _FieldError(key, f"unknown field; known fields are {list(FIELDS)}")
+    for key in FIELDS:
+        if key not in record and key != "process":
+            raise _FieldError(key, "missing")
+    r = {"process": "", **record}
+    for key in FIELDS:
+        if key in ("options", "duration", "fps"):
+            continue
+        if not isinstance(r[key], str):
+            raise _FieldError(key, f"expected a string, got {_show(r[key])}")
+    for key in ("problem_id", "path"):
+        if not r[key]:
+            raise _FieldError(key, "empty")
+    if not isinstance(r["options"], list) or not all(isinstance(o, str) for o in r["options"]):
+        raise _FieldError("options", f"expected a list of strings, got {_show(r['options'])}")
+    for key in ("duration", "fps"):
+        v = r[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise _FieldError(key, f"expected a finite number >= 0, got {_show(v)}")
+    for key, allowed in (("data_type", DATA_TYPES), ("problem_type", PROBLEM_TYPES)):
+        if r[key] not in allowed:
+            raise _FieldError(key, f"expected one of {list(allowed)}, got {_show(r[key])}")
+    if r["problem_type"] == "multiple choice" and not r["options"]:
+        raise _FieldError("options", "multiple choice needs options")
+    if r["problem_type"] == "grounded QA":
+        pattern, shape = _ANSWER_GLUE, "'<answer>...</answer><glue>...</glue>'"
+    else:
+        pattern, shape = _ANSWER, "'<answer>...</answer>'"
+    if not pattern.fullmatch(r["solution"]):
+        raise _FieldError("solution", f"expected {shape}, got {_show(r['solution'])}")
+    if r["process"] and not _THINK.fullmatch(r["process"]):
+        why = f"expected '' or '<think>...</think>', got {_show(r['process'])}"
+        raise _FieldError("process", why)
+    r["duration"], r["fps"] = float(r["duration"]), float(r["fps"])
+    return Sample(**r)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Sample]:
+    """All records of a JSONL file, each validated; the first bad line raises RecordError."""
+    samples: list[Sample] = []
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            if not line.strip():
+                raise RecordError(f"{where}: empty line")
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                why = f"invalid JSON: {err.msg} (column {err.colno})"
+                raise RecordError(f"{where}: {why}") from None
+            try:
+                sample = _to_sample(record)
+            except _FieldError as err:
+                raise RecordError(f"{where}: {err}") from None
+            if sample.problem_id in first_line:
+                raise RecordError(
+                    f"{where}: field 'problem_id': duplicate {sample.problem_id!r}, "
+                    f"first on line {first_line[sample.problem_id]}"
+                )
+            first_line[sample.problem_id] = lineno
+            samples.append(sample)
+    return samples
+
+
+def write_jsonl(path: str | os.PathLike, samples: Iterable[Sample]) -> None:
+    """Validate then write one JSON object per line; the file appears whole or not at all.
+
+    Validating on write means whatever is written reads back; an error names the line the
+    record would have had.
+    """
+    samples = list(samples)
+    first_line: dict[str, int] = {}
+    for lineno, sample in enumerate(samples, start=1):
+        try:
+            _to_sample(asdict(sample))
+        except _FieldError as err:
+            raise RecordError(f"{path}:{lineno}: {err}") from None
+        if sample.problem_id in first_line:
+            raise RecordError(
+                f"{path}:{lineno}: field 'problem_id': duplicate {sample.problem_id!r}, "
+                f"first on line {first_line[sample.problem_id]}"
+            )
+        first_line[sample.problem_id] = lineno
+    _atomic_write(path, (json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in samples))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write metrics as stable JSON (sorted keys, indent 2): diffs in git and DVC stay readable.
+
+    NaN or infinity raise ValueError: they are not JSON, and a NaN metric is a bug to see.
+    """
+    text = json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n"
+    _atomic_write(path, [text])
+
+
+def _atomic_write(path: str | os.PathLike, chunks: Iterable[str]) -> None:
+    """Write to a temp file in the same directory, fsync, then `os.replace`; clean up on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+CAPTION_PROMPT = "Describe what happens in the video, with times in seconds."
+
+
+def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,
+               max_frames: int) -> tuple[list[Sample], list[video.Clip]]:
+    """Records of a split and their sampled clips, decoded once and kept in memory."""
+    samples = read_jsonl(jsonl_path)
+    clips = [video.sample_frames(video_path(s, jsonl_path), fps=fps, min_frames=min_frames,
+                                 max_frames=max_frames) for s in samples]
+    return samples, clips
+
+
+def video_path(sample: Sample, jsonl_path: str | os.PathLike) -> Path:
+    """The media file of a record: `path` is relative to the JSONL's folder, so splits move whole."""
+    return Path(jsonl_path).parent / sample.path
+
+
+def split_seed(seed: int, split: str) -> int:
+    """A seed per split, so splits draw disjoint scene streams from one study seed.
+
+    crc32 is stable across runs, unlike Python's salted `hash()`. The map (seed, split) ->
+    seed * 2**32 + crc32(split) is one-to-one, and `world.scene_rng` keys each scene by
+    (this seed, index), so two splits never share a scene stream.
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return seed * 2**32 + zlib.crc32(split.encode("utf-8"))
+
+
+def build_split(
+    out_dir: str | os.PathLike,
+    split: str,
+    seed: int,
+    n: int,
+    *,
+    duration: int,
+    fps: int,
+    size: int,
+    start_index: int = 0,
+    task: str = "grounding",
+) -> list[Sample]:
+    """Render n world scenes to `out_dir/videos/{split}_{i:05d}.mp4` and return their records.
+
+    task "grounding": a temporal-grounding question per scene; "caption": "Describe the
+    video." answered by `world.caption` (free-form), the tiny base model's pretraining text.
+
+    Paths are relative to `out_dir`, so the caller writes the JSONL there. Record i depends
+    only on (seed, split, i), so a split can be built in pieces with `start_index`.
+    """
+    out_dir = Path(out_dir)
+    s = split_seed(seed, split)
+    samples = []
+    for i in range(start_index, start_index + n):
+        name = f"{split}_{i:05d}"
+        scene = world.make_scene(s, i, duration=duration, fps=fps, size=size)
+        video.write_mp4(out_dir / "videos" / f"{name}.mp4", world.render(scene), fps)
+        if task == "caption":
+            question = {"problem": CAPTION_PROMPT, "problem_type": "free-form", "options": [],
+                        "solution": f"<answer>{world.caption(scene)}</answer>"}
+        elif task == "grounding":
+            question = world.grounding_sample(scene, s, i)
+        else:
+            raise ValueError(f"unknown task {task!r}; known: grounding, caption")
+        samples.append(
+            Sample(
+                problem_id=name,
+                data_type="video",
+                path=f"videos/{name}.mp4",
+                data_source=f"world/{task}",
+                duration=float(duration),
+                fps=float(fps),
+                **question,
+            )
+        )
+    return samples

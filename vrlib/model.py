@@ -1,0 +1,207 @@
+"""The policy: a Qwen2.5-VL checkpoint directory, real or built offline, plus LoRA adapters.
+
+Every stage loads the model with `AutoProcessor` / `AutoModelForImageTextToText` from a
+directory, so the tiny embedded model and Qwen2.5-VL-7B take the same code path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# Qwen2.5-VL's special tokens (tokenizer_config.json of Qwen/Qwen2.5-VL-7B-Instruct).
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>",
+    "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+]
+
+# Qwen2-VL's chat template (the visual item becomes <|vision_start|><|video_pad|><|vision_end|>).
+CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{% set image_count.value = image_count.value + 1 %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' %}{% set video_count.value = video_count.value + 1 %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass
+class TinyShape:
+    """Sizes of the embedded Qwen2.5-VL (about 1 M parameters)."""
+
+    vocab_size: int = 1024
+    """BPE vocabulary trained on the study's own text."""
+    hidden_size: int = 128
+    """text model width; the vision merger projects to it."""
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    intermediate_size: int = 384
+    vision_hidden_size: int = 96
+    vision_depth: int = 2
+    vision_heads: int = 4
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int):
+    """A byte-level BPE with Qwen's special tokens, wrapped as a fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                              "vision_bos_token": "<|vision_start|>",
+                              "vision_eos_token": "<|vision_end|>"},
+        chat_template=CHAT_TEMPLATE, padding_side="left", model_max_length=4096)
+
+
+def build_tiny(out_dir: str | Path, corpus: list[str], *, max_pixels: int, seed: int,
+               shape: TinyShape | None = None):
+    """Write a random-weight Qwen2.5-VL checkpoint directory (model + processor) to `out_dir`."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor)
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    shape = shape or TinyShape()
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(corpus, shape.vocab_size)
+    size = {"shortest_edge": 4 * 28 * 28 // 4, "longest_edge": max_pixels}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size),
+        video_processor=Qwen2VLVideoProcessor(size=size, do_sample_frames=False),
+        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+    ids = tokenizer.convert_tokens_to_ids
+    head_dim = shape.hidden_size // shape.num_attention_heads
+    # mrope splits head_dim/2 rotary frequencies into (time, height, width), 1:1.5:1.5 as Qwen's [16, 24, 24].
+    t = head_dim // 2 // 4
+    mrope_section = [t, (head_dim // 2 - t) // 2, head_dim // 2 - t - (head_dim // 2 - t) // 2]
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=shape.hidden_size,
+            intermediate_size=shape.intermediate_size, num_hidden_layers=shape.num_hidden_layers,
+            num_attention_heads=shape.num_attention_heads,
+            num_key_value_heads=shape.num_key_value_heads, max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                             "mrope_section": mrope_section},
+            bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"),
+            pad_token_id=ids("<|endoftext|>"), tie_word_embeddings=True),
+        vision_config=dict(
+            depth=shape.vision_depth, hidden_size=shape.vision_hidden_size,
+            intermediate_size=2 * shape.vision_hidden_size, num_heads=shape.vision_heads,
+            out_hidden_size=shape.hidden_size, fullatt_block_indexes=list(range(shape.vision_depth)),
+            tokens_per_second=2),  # Qwen2.5-VL-7B's config: "tokens_per_second": 2
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    save_checkpoint(model, processor, out_dir)
+    return model, processor
+
+
+def save_checkpoint(model, processor, out_dir: str | Path) -> None:
+    """save_pretrained into a temp dir, then rename: a crash never leaves a half checkpoint."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    model.save_pretrained(tmp)
+    if processor is not None:
+        processor.save_pretrained(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+POINTER = "pointer.json"
+"""In `models/base` when the base is a real checkpoint kept elsewhere: {"path": ...}."""
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """The checkpoint directory, following a base-stage pointer; a clear error if absent."""
+    path = Path(model_dir)
+    if (path / POINTER).is_file():
+        path = Path(json.loads((path / POINTER).read_text())["path"])
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no model checkpoint at '{path}' (config.json missing). Nothing is downloaded at run "
+            "time: for the embedded study run the 'base' stage (`dvc repro base`); for a real "
+            "model download it once, e.g. `hf download Qwen/Qwen2.5-VL-7B-Instruct --local-dir "
+            f"{path}`, and set params.yaml `base.pretrained_dir` to that directory.")
+    return path
+
+
+def load_processor(model_dir: str | Path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(check_model_dir(model_dir), padding_side="left")
+
+
+def load_model(model_dir: str | Path, *, load_in_4bit: bool = False,
+               dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    """AutoModelForImageTextToText from a local directory; nf4 + double quant when asked (QLoRA)."""
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    quant = None
+    if load_in_4bit:
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])
+    model = AutoModelForImageTextToText.from_pretrained(
+        check_model_dir(model_dir), dtype=dtype, quantization_config=quant,
+        device_map={"": device} if load_in_4bit else None)
+    if not load_in_4bit:
+        model.to(device)
+    return model
+
+
+LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+"""LoRA on the language model's linears; the vision tower stays frozen (EasyR1 does the same)."""
+
+
+def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int):
+    """Wrap `model` with a fresh LoRA adapter (B = 0, so the policy starts equal to the base)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def load_policy(model_dir, adapters: list[str | Path] = (), **load_kwargs):
+    """Base model with trained adapters merged in order (base -> +SFT -> +RFT).
+
+    Merging lets a new LoRA start on top and makes "adapter disabled" mean "the previous
+    stage's model", which is the reference policy GRPO wants (Video-R1: the SFT model).
+    """
+    from peft import PeftModel
+
+    model = load_model(model_dir, **load_kwargs)
+    for adapter_dir in adapters:
+        if not (Path(adapter_dir) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no LoRA adapter at '{adapter_dir}' (adapter_config.json "
+                                    "missing): run the stage that writes it first")
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    return model

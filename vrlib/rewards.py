@@ -1,0 +1,361 @@
+"""Rewards for video RFT: format, accuracy per problem_type, grounded-QA evidence IoU.
+
+A reward is a plain function `(completion, sample) -> float` in [0, 1]. Model output never
+raises (garbage scores 0); a sample with an unknown problem_type or an unparsable solution
+is a bug in the data and raises ValueError. The same parsers serve training rewards and
+evaluation metrics. Departures from the reference code:
+
+1. Answers: the last closed `<answer>` wins (VideoChat-R1); Video-R1 takes the first.
+2. Numbers: "3" == "3.0" and "1,200" == "1200"; Video-R1 scores a pair where only one side
+   has "." or "," as 0.
+3. Letters: "B", "B.", "(B)", "B. text", "Answer: B" read as B, but "Dance." is not D;
+   VideoChat-R1's extract_characters_regex takes the first capital in [A-G].
+4. Regression with gt == 0: 1 if pred == 0; Video-R1's +1e-9 terms score that 0.
+5. Tracking: the box count must equal the ground truth's (VideoChat-R1 hard-codes 8).
+6. Spans, boxes and IoUs: a start after its end, or a non-finite number, scores 0.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import math
+import re
+from typing import Sequence
+
+PROBLEM_TYPES = (
+    "multiple choice",
+    "numerical",
+    "OCR",
+    "free-form",
+    "regression",
+    "temporal grounding",
+    "tracking",
+    "grounded QA",
+)
+
+# 0.50, 0.55, ..., 0.95: the ten confidence thresholds of VSI-Bench's MRA (VSI-Bench sec. 3).
+MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))
+
+
+# ----------------------------------------------------------------------------- helpers
+def _finite(*xs: float) -> bool:
+    return all(math.isfinite(x) for x in xs)
+
+
+def temporal_iou(pred: tuple[float, float], gt: tuple[float, float]) -> float:
+    """IoU of two [start, end] spans in seconds (VideoChat-R1 tg_iou)."""
+    (ps, pe), (gs, ge) = pred, gt
+    if not _finite(ps, pe, gs, ge) or ps > pe or gs > ge:
+        return 0.0
+    union = max(pe, ge) - min(ps, gs)
+    if union <= 0:  # two points: right only if they are the same point (VideoChat-R1 grpo_tg.py)
+        return 1.0 if (ps, pe) == (gs, ge) else 0.0
+    return max(0.0, min(pe, ge) - max(ps, gs)) / union
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two boxes [x0, y0, x1, y1]; an inverted box scores 0."""
+    ax0, ay0, ax1, ay1 = a
+    bx0, by0, bx1, by1 = b
+    if not _finite(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1):
+        return 0.0
+    if ax1 < ax0 or ay1 < ay0 or bx1 < bx0 or by1 < by0:
+        return 0.0
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    if union <= 0:  # degenerate boxes: right only if identical, as temporal_iou
+        return 1.0 if tuple(a) == tuple(b) else 0.0
+    return inter / union
+
+
+def _merge(segments: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for s, e in sorted(segments):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def segments_iou(pred_segments: Sequence[tuple[float, float]],
+                 gt_segments: Sequence[tuple[float, float]]) -> float:
+    """Multi-segment IoU: merge overlaps on each side, then total intersection / total union
+    (VideoChat-R1 gqa_iou)."""
+    for s, e in [*pred_segments, *gt_segments]:
+        if not _finite(s, e) or s > e:
+            return 0.0
+    pred, gt = _merge(pred_segments), _merge(gt_segments)
+    # merged segments are disjoint on each side, so pairwise overlaps add up without double counting
+    inter = sum(max(0.0, min(pe, ge) - max(ps, gs)) for ps, pe in pred for gs, ge in gt)
+    union = sum(e - s for s, e in pred) + sum(e - s for s, e in gt) - inter
+    if union <= 0:  # empty or point-only evidence: right only if identical, as temporal_iou
+        return 1.0 if pred == gt else 0.0
+    return inter / union
+
+
+def mean_relative_accuracy(pred: float, gt: float, thresholds: Sequence[float] = MRA_THRESHOLDS) -> float:
+    """VSI-Bench MRA: mean over C of 1[|pred - gt| / |gt| < 1 - C] (paper eq., and Video-R1 eval).
+
+    lmms-eval's VSI-Bench code compares with `<=`; that differs only when the relative error
+    equals a threshold exactly. gt == 0 counts as relative error 0 if pred == 0, else infinite.
+    """
+    if not _finite(pred, gt):
+        return 0.0
+    if gt == 0:
+        rel = 0.0 if pred == 0 else math.inf
+    else:
+        rel = abs(pred - gt) / abs(gt)
+    return sum(rel < 1 - c for c in thresholds) / len(thresholds)
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level Levenshtein distance / max(1, #reference words), case-sensitive (Video-R1 OCR)."""
+    ref, hyp = reference.split(), hypothesis.split()
+    row = list(range(len(hyp) + 1))  # distances from the empty reference prefix
+    for i, r in enumerate(ref, 1):
+        prev_diag, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev_diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev_diag + (r != h))
+    return row[-1] / max(1, len(ref))
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer  # imported on first use: it pulls in nltk
+
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+
+
+def rouge_f(reference: str, prediction: str) -> float:
+    """Mean of ROUGE-1/2/L F with the Porter stemmer (Video-R1 free-form).
+
+    rouge_score keeps only [a-z0-9] tokens, so text in other scripts scores 0.
+    """
+    scores = _rouge_scorer().score(reference, prediction)
+    return (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure + scores["rougeL"].fmeasure) / 3
+
+
+# ----------------------------------------------------------------------------- parsers
+def _last_tagged(text: str, tag: str) -> str | None:
+    """Content of the last closed <tag>...</tag>, stripped.
+
+    The last opening tag before the last closing tag, up to its first closing tag: the same
+    as the last match of `<tag>(.*?)</tag>` except with nested or unclosed tags, and linear
+    in the length of the text.
+    """
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    last_close = text.rfind(close_tag)
+    start = text.rfind(open_tag, 0, last_close) if last_close >= 0 else -1
+    if start < 0:
+        return None
+    start += len(open_tag)
+    return text[start:text.find(close_tag, start)].strip()
+
+
+def extract_answer(text: str) -> str | None:
+    """The stripped content of the last `<answer>...</answer>`, or None."""
+    return _last_tagged(text, "answer")
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?", re.ASCII)
+
+
+def parse_number(text: str) -> float | None:
+    """A finite number that is the whole text: "3", "-2.5", "1e3", "1,200" (thousands commas)."""
+    s = text.strip()
+    if _THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    if not _NUMBER.fullmatch(s):  # rejects "nan", "inf", "1_000" that float() would accept
+        return None
+    x = float(s)
+    return x if math.isfinite(x) else None
+
+
+# Prefixes a model writes before the letter: "Answer:", "The correct option is", "Choice".
+_LETTER_PREFIX = re.compile(r"(?:the\s+)?(?:(?:best|correct|final)\s+)?(?:answer|option|choice)\s*(?:is\b)?\s*:?\s*",
+                            re.IGNORECASE)
+# "(B)" then anything after a non-word character; or "B" alone or followed by . : ) and a space.
+_LETTER = re.compile(r"\(([A-Z])\)(?:\W.*)?|([A-Z])(?:[.:)](?:\s.*)?)?", re.DOTALL)
+
+
+def parse_letter(text: str) -> str | None:
+    """A single option letter A-Z: "B", "B.", "(B)", "B. text", "Answer: B"; not "Dance.".
+
+    Departs from VideoChat-R1's extract_characters_regex, which returns the first capital
+    in [A-G] and so reads "Dance." as D: here the letter must stand alone, or be followed by
+    punctuation, so a word that starts with a capital is never an option.
+    """
+    s = text.strip().strip("*`'\"").strip()
+    prefix = _LETTER_PREFIX.match(s)
+    if prefix:
+        s = s[prefix.end():]
+    m = _LETTER.fullmatch(s)
+    return (m.group(1) or m.group(2)) if m else None
+
+
+# Anchored at the start of a number ((?<![\d.])) so a long run of digits cannot make the
+# search quadratic; otherwise VideoChat-R1's `(\d+\.?\d*) (to|and) (\d+\.?\d*)` with \s*.
+_SPAN = re.compile(r"(?<![\d.])(\d+(?:\.\d*)?)\s*(?:to|and)\s*(\d+(?:\.\d*)?)", re.ASCII)
+
+
+def parse_span(text: str) -> tuple[float, float] | None:
+    """(start, end) in seconds from "s to e" or "s and e", the last match (VideoChat-R1).
+
+    Takes the answer text; start > end is returned as is and scored 0 by temporal_iou.
+    """
+    matches = _SPAN.findall(text)
+    if not matches:
+        return None
+    start, end = float(matches[-1][0]), float(matches[-1][1])
+    return (start, end) if _finite(start, end) else None
+
+
+# Validity regexes checked before ast.literal_eval (never eval). Written so that no two
+# adjacent quantifiers compete for the same characters: linear on any input.
+_GLUE_NUM = r"\d+(?:\.\d+)?"
+_SEGMENT = rf"\(\s*{_GLUE_NUM}\s*,\s*{_GLUE_NUM}\s*\)"
+_GLUE = re.compile(rf"\[\s*(?:{_SEGMENT}\s*(?:,\s*{_SEGMENT}\s*)*(?:,\s*)?)?\]", re.ASCII)
+_BOX_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+_BOX = rf"\[\s*{_BOX_NUM}\s*,\s*{_BOX_NUM}\s*,\s*{_BOX_NUM}\s*,\s*{_BOX_NUM}\s*\]"
+_BOXES = re.compile(rf"\[\s*{_BOX}\s*(?:,\s*{_BOX}\s*)*(?:,\s*)?\]", re.ASCII)
+
+
+def parse_glue(text: str) -> list[tuple[float, float]] | None:
+    """Evidence spans from the last `<glue>[(s, e), ...]</glue>` in text, or None if invalid.
+
+    As VideoChat-R1: non-negative numbers, every s <= e, and `[]` is a valid empty list.
+    """
+    content = _last_tagged(text, "glue")
+    if content is None or not _GLUE.fullmatch(content):
+        return None
+    try:
+        segments = [(float(s), float(e)) for s, e in ast.literal_eval(content)]
+    except (ValueError, SyntaxError):  # an integer literal over Python's int_max_str_digits
+        return None
+    if any(not _finite(s, e) or s > e for s, e in segments):
+        return None
+    return segments
+
+
+def parse_boxes(text: str) -> list[tuple[float, float, float, float]] | None:
+    """Boxes from answer text `[[x0, y0, x1, y1], ...]` (at least one box), or None."""
+    s = text.strip()
+    if not _BOXES.fullmatch(s):
+        return None
+    try:
+        boxes = [tuple(float(v) for v in box) for box in ast.literal_eval(s)]
+    except (ValueError, SyntaxError):  # an integer literal over Python's int_max_str_digits
+        return None
+    if any(not _finite(*box) for box in boxes):
+        return None
+    return boxes
+
+
+# ----------------------------------------------------------------------------- rewards
+def _problem_type(sample) -> str:
+    if sample.problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"unknown problem_type {sample.problem_type!r}; known: {', '.join(PROBLEM_TYPES)}")
+    return sample.problem_type
+
+
+def _bad_solution(sample, what: str) -> ValueError:
+    where = getattr(sample, "problem_id", "?")
+    return ValueError(f"sample {where} ({sample.problem_type}): {what} in solution {sample.solution!r}")
+
+
+def _text(s: str) -> str:  # OCR and free-form compare the answer text as written
+    return s
+
+
+# How the answer text of each problem_type is read, for the solution and the completion alike.
+_ANSWER_PARSERS = {
+    "multiple choice": parse_letter,
+    "numerical": parse_number,
+    "OCR": _text,
+    "free-form": _text,
+    "regression": parse_number,
+    "temporal grounding": parse_span,
+    "tracking": parse_boxes,
+    "grounded QA": parse_letter,
+}
+
+
+def _compare(problem_type: str, pred, gt) -> float:
+    if problem_type in ("multiple choice", "grounded QA"):
+        return float(pred == gt)
+    if problem_type == "numerical":
+        return float(round(pred, 2) == round(gt, 2))
+    if problem_type == "OCR":
+        return 1.0 - word_error_rate(gt, pred)
+    if problem_type == "free-form":
+        return rouge_f(gt, pred)
+    if problem_type == "regression":
+        if gt == 0:  # Video-R1's (|d|+1e-9)/(|gt|+1e-9) scores pred == gt == 0 as 0
+            return float(pred == 0)
+        return 1.0 - min(1.0, abs(pred - gt) / abs(gt))
+    if problem_type == "temporal grounding":
+        return temporal_iou(pred, gt)
+    if problem_type == "tracking":
+        if len(pred) != len(gt):  # VideoChat-R1: exactly 8 boxes, else 0
+            return 0.0
+        return sum(box_iou(p, g) for p, g in zip(pred, gt)) / len(gt)
+    raise AssertionError(problem_type)
+
+
+def _clip01(x: float) -> float:
+    return min(1.0, max(0.0, float(x))) if math.isfinite(x) else 0.0
+
+
+_THINK_ANSWER = r"<think>.*?</think>\s*<answer>.*?</answer>"  # Video-R1 grpo.py format_reward
+_FORMAT = re.compile(_THINK_ANSWER, re.DOTALL)
+_FORMAT_GLUE = re.compile(_THINK_ANSWER + r"\s*<glue>.*?</glue>", re.DOTALL)  # VideoChat-R1 gqa_format
+
+
+def format_reward(completion: str, sample) -> float:
+    """1 if the stripped completion is exactly <think>..</think> <answer>..</answer>
+    (+ a valid <glue> list for grounded QA), else 0."""
+    problem_type = _problem_type(sample)
+    text = completion.strip()
+    if problem_type != "grounded QA":
+        return float(_FORMAT.fullmatch(text) is not None)
+    try:
+        return float(_FORMAT_GLUE.fullmatch(text) is not None and parse_glue(text) is not None)
+    except Exception:  # model output never raises
+        return 0.0
+
+
+def accuracy_reward(completion: str, sample) -> float:
+    """Answer score by problem_type (DESIGN.md data contract); 0 without an <answer>."""
+    problem_type = _problem_type(sample)
+    parse = _ANSWER_PARSERS[problem_type]
+    gt_text = extract_answer(sample.solution)
+    gt = None if gt_text is None else parse(gt_text)
+    if gt is None:
+        raise _bad_solution(sample, "no parsable answer")
+    # Video-R1's eval falls back to the raw output when there is no <answer>; the reward
+    # does not, as in Video-R1's training.
+    pred_text = extract_answer(completion)
+    if pred_text is None:
+        return 0.0
+    try:
+        pred = parse(pred_text)
+        return 0.0 if pred is None else _clip01(_compare(problem_type, pred, gt))
+    except Exception:  # model output never raises: huge numbers, odd unicode, deep nesting
+        return 0.0
+
+
+def glue_iou_reward(completion: str, sample) -> float:
+    """Multi-segment IoU of the <glue> evidence for grounded QA; 0 for other types."""
+    if _problem_type(sample) != "grounded QA":
+        return 0.0
+    gt = parse_glue(sample.solution)
+    if gt is None:
+        raise _bad_solution(sample, "no valid <glue> list")
+    try:
+        pred = parse_glue(completion)
+        return 0.0 if pred is None else _clip01(segments_iou(pred, gt))
+    except Exception:  # model output never raises
+        return 0.0

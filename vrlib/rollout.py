@@ -1,0 +1,74 @@
+"""Rollouts with HF `generate`, and the forward pass that turns them into per-token log-probs.
+
+The log-prob forward always receives the video tensors: TRL's GRPOTrainer drops them for
+video prompts (research/ecosystem-facts.md sec. 1.1), and Video-R1's trainer silently reran
+without the video after a failure. Here a failing forward raises.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vrlib.prompts import encode_prompts, video_inputs
+
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+                 "<|im_start|>")
+
+
+@dataclass
+class Rollouts:
+    """Completions for a batch of prompts, each prompt repeated G times (contiguous groups)."""
+
+    input_ids: torch.Tensor       # (N, P + C) left-padded prompt, then completion, then pad
+    attention_mask: torch.Tensor  # (N, P + C)
+    completion_mask: torch.Tensor  # (N, C) 1 up to and including the first EOS
+    video: dict                   # pixel_values_videos, video_grid_thw, second_per_grid_ts for N rows
+    texts: list[str]              # N decoded completions, special tokens removed
+    truncated: torch.Tensor       # (N,) True where no EOS came within the length budget
+
+    @property
+    def completion_ids(self) -> torch.Tensor:
+        return self.input_ids[:, -self.completion_mask.shape[1]:]  # (N, C)
+
+
+@torch.no_grad()
+def generate(model, processor, samples: list, clips: list, *, num_generations: int,
+             max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+             do_sample: bool = True) -> Rollouts:
+    """G rollouts per (sample, clip); row i*G + g is rollout g of sample i."""
+    rep_samples = [s for s in samples for _ in range(num_generations)]
+    rep_clips = [c for c in clips for _ in range(num_generations)]
+    batch = encode_prompts(processor, rep_samples, rep_clips)
+    tok = processor.tokenizer
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample \
+        else dict(do_sample=False)
+    was_training = model.training
+    model.eval()
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id,
+                         # a vision token inside a completion would break the log-prob forward
+                         suppress_tokens=tok.convert_tokens_to_ids(list(VISION_TOKENS)),
+                         **sampling)  # (N, P + C)
+    model.train(was_training)
+    prompt_len = batch["input_ids"].shape[1]
+    completion = out[:, prompt_len:]  # (N, C)
+    is_eos = completion == tok.eos_token_id  # (N, C)
+    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), completion.shape[1])  # (N,)
+    positions = torch.arange(completion.shape[1]).unsqueeze(0)  # (1, C)
+    completion_mask = (positions <= first_eos.unsqueeze(1)).long()  # (N, C)
+    attention_mask = torch.cat([batch["attention_mask"], completion_mask], dim=1)  # (N, P + C)
+    texts = tok.batch_decode(completion.masked_fill(completion_mask == 0, tok.pad_token_id),
+                             skip_special_tokens=True)
+    return Rollouts(input_ids=out, attention_mask=attention_mask, completion_mask=completion_mask,
+                    video=video_inputs(batch), texts=texts, truncated=~is_eos.any(1))
+
+
+def token_logprobs(model, rollouts: Rollouts, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(token | prefix, video) for every completion token: (N, C)."""
+    n_completion = rollouts.completion_mask.shape[1]
+    logits = model(input_ids=rollouts.input_ids, attention_mask=rollouts.attention_mask,
+                   **rollouts.video, logits_to_keep=n_completion + 1).logits  # (N, C + 1, V)
+    logits = logits[:, :-1].float() / temperature  # (N, C, V) position t predicts token t + 1
+    logp = torch.log_softmax(logits, dim=-1)  # (N, C, V)
+    return logp.gather(-1, rollouts.completion_ids.unsqueeze(-1)).squeeze(-1)  # (N, C)

@@ -1,0 +1,145 @@
+"""Video in and out: PyAV writes the synthetic MP4s, decord decodes and samples frames.
+
+Sampling follows qwen-vl-utils' `smart_nframes` as vendored by Video-R1 (2 fps, 4..16
+frames, an even count because Qwen2.5-VL's temporal patch is 2), and reports the real
+sampled fps so the processor gets the same temporal spacing in training and evaluation
+(Video-R1 drops it in training; see DESIGN.md "Video in").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import av
+import decord
+import numpy as np
+
+# Qwen2.5-VL merges 2 frames into one temporal patch (qwen-vl-utils FRAME_FACTOR = 2).
+FRAME_FACTOR = 2
+
+
+class VideoDecodeError(ValueError):
+    """A video file exists but cannot be decoded; the message names the path and the reason."""
+
+
+@dataclass
+class Clip:
+    """Frames sampled from one video, with what the processor needs to place them in time."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    fps: float  # real sampled rate, T / duration (what the processor must be told)
+    indices: np.ndarray  # (T,) int, frame numbers in the file
+    timestamps: np.ndarray  # (T,) float, seconds of each sampled frame
+    duration: float  # seconds, total frames / native fps
+    native_fps: float  # the file's own frame rate
+    path: str
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
+    """Encode frames as H.264 (yuv420p); the file appears whole or not at all.
+
+    Written to a temp file next to `path` then `os.replace`d, so a crash mid-encode never
+    leaves a half-written video for a later stage to trip on.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"frames must be (T>0, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    _, height, width, _ = frames.shape
+    if height % 2 or width % 2:
+        raise ValueError(f"yuv420p needs even height and width, got {height}x{width}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with av.open(tmp, "w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=int(fps))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            # crf 18: near-lossless, colours must survive for the tiny model. One thread: x264's
+            # bitstream depends on its thread count, so this keeps bytes equal across machines
+            # (and is faster for 112x112 frames).
+            stream.options = {"crf": "18", "threads": "1"}
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())  # flush the encoder
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def num_frames(duration: float, total: int, *, fps: float, min_frames: int, max_frames: int) -> int:
+    """How many frames to sample: duration * fps within [min_frames, max_frames] and <= total, even.
+
+    Departs from qwen-vl-utils, which floors duration * fps; we round to nearest first
+    (7.9 s at 2 fps gives 16 frames, not 14).
+    """
+    n = min(max(math.floor(duration * fps + 0.5), min_frames), max_frames, total)
+    return n - n % FRAME_FACTOR
+
+
+def sample_frames(
+    path: str | os.PathLike, *, fps: float = 2.0, min_frames: int = 4, max_frames: int = 16
+) -> Clip:
+    """Decode `num_frames` frames spread evenly over the video (Video-R1: 2 fps, 4..16 frames).
+
+    An 8 s file of 32 frames at 4 fps gives 16 frames, indices 0, 2, 4, ..., 14, 17, ...,
+    29, 31 (timestamps 0.0, 0.5, ..., 3.5, 4.25, ..., 7.75) and `fps` 2.0.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "video not found", str(path))
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+        total, native_fps = len(reader), float(reader.get_avg_fps())
+    except (RuntimeError, decord.DECORDError) as err:
+        raise VideoDecodeError(f"cannot decode video {path}: {_reason(path, err)}") from err
+    if total < FRAME_FACTOR or not native_fps > 0:
+        raise VideoDecodeError(
+            f"cannot decode video {path}: {total} frames at {native_fps} fps, "
+            f"need at least {FRAME_FACTOR} frames and a positive fps"
+        )
+    duration = total / native_fps
+    n = num_frames(duration, total, fps=fps, min_frames=min_frames, max_frames=max_frames)
+    indices = np.linspace(0, total - 1, n).round().astype(int)  # (n,)
+    try:
+        frames = reader.get_batch(indices.tolist()).asnumpy()  # (n, H, W, 3) uint8
+    except (RuntimeError, decord.DECORDError) as err:
+        raise VideoDecodeError(f"cannot decode video {path}: {_reason(path, err)}") from err
+    return Clip(
+        frames=frames,
+        fps=n / duration,  # as qwen-vl-utils reports sample_fps
+        indices=indices,
+        timestamps=indices / native_fps,
+        duration=duration,
+        native_fps=native_fps,
+        path=str(path),
+    )
+
+
+def shuffle_frames(clip: Clip, generator_or_seed: np.random.Generator | int) -> Clip:
+    """A copy with frames permuted in time: T-GRPO's contrast video (Video-R1 sec. 3.2).
+
+    `indices` and `timestamps` are permuted alongside, so entry i still says where frame i
+    came from; `fps` is unchanged, as in Video-R1. Like Video-R1's `torch.randperm`, the
+    permutation may be the identity (likely only for very short clips).
+    """
+    perm = np.random.default_rng(generator_or_seed).permutation(len(clip.frames))  # (T,)
+    return replace(
+        clip, frames=clip.frames[perm], indices=clip.indices[perm], timestamps=clip.timestamps[perm]
+    )
+
+
+def _reason(path: Path, err: Exception) -> str:
+    """decord's exception says only "Error reading <path>" (the cause goes to stderr): ask PyAV."""
+    try:
+        with av.open(str(path)) as container:
+            next(container.decode(video=0))
+    except Exception as probe:  # noqa: BLE001 - diagnostics only, the decord error is raised
+        return f"{err}; PyAV: {probe}"
+    return str(err)

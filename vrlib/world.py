@@ -1,0 +1,193 @@
+"""The synthetic "video world": coloured shapes that appear, move and vanish.
+
+Everything is a pure function of (seed, index), so any scene, its video and its question
+can be regenerated exactly, and a tiny model can learn it on a CPU. The index-th scene
+uses the index-th child of `SeedSequence(seed)` (numpy's `spawn`), never the global RNG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# RGB values far apart, so colours stay distinct after H.264/yuv420p and downscaling.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 30, 30),
+    "green": (30, 200, 30),
+    "blue": (40, 70, 240),
+    "yellow": (240, 220, 30),
+    "purple": (170, 40, 220),
+    "white": (240, 240, 240),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+MOTIONS: tuple[str, ...] = ("stays", "left", "right", "up", "down")
+BACKGROUND = (24, 24, 24)  # dark grey, far from every colour above
+
+QUESTION = "When does the {colour} {shape} appear?"
+INSTRUCTION = (
+    "Think step by step inside <think></think>, then give the time span in seconds "
+    'as "start to end" inside <answer></answer>.'
+)
+
+
+@dataclass
+class Actor:
+    """One shape; visible on [start, end) seconds, moving linearly from (x0, y0) to (x1, y1)."""
+
+    colour: str
+    shape: str
+    start: int  # seconds, first visible
+    end: int  # seconds, gone from here on
+    x0: int  # pixel centre at `start`
+    y0: int
+    x1: int  # pixel centre at `end`
+    y1: int
+    size: int  # pixels, side of the shape's bounding box
+
+
+@dataclass
+class Scene:
+    duration: int  # seconds
+    fps: int  # render rate; frame k is at k / fps seconds
+    width: int
+    height: int
+    actors: list[Actor] = field(default_factory=list)
+
+
+def scene_rng(seed: int, index: int, stream: int | None = None) -> np.random.Generator:
+    """The index-th child of `SeedSequence(seed)`; `stream` picks a grandchild for a second use."""
+    key = (index,) if stream is None else (index, stream)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def make_scene(
+    seed: int,
+    index: int,
+    *,
+    duration: int = 8,
+    fps: int = 4,
+    size: int = 112,
+    n_actors: tuple[int, int] = (1, 3),
+) -> Scene:
+    """Draw 1-3 actors with distinct colours and distinct shapes, so a question names one.
+
+    make_scene(0, 0) is Scene(duration=8, fps=4, width=112, height=112, actors=[
+      Actor('yellow', 'square', start=5, end=7, x0=84, y0=15, x1=84, y1=74, size=25),
+      Actor('red', 'circle', start=2, end=6, x0=38, y0=96, x1=38, y1=45, size=25),
+      Actor('green', 'triangle', start=0, end=8, x0=22, y0=16, x1=22, y1=16, size=25)])
+    (pinned in tests/test_world.py).
+    """
+    lo, hi = n_actors
+    if not 1 <= lo <= hi <= min(len(COLOURS), len(SHAPES)):
+        raise ValueError(f"n_actors must satisfy 1 <= lo <= hi <= {len(SHAPES)}, got {n_actors}")
+    if duration < 1:
+        raise ValueError(f"duration must be >= 1 second, got {duration}")
+    rng = scene_rng(seed, index)
+    n = int(rng.integers(lo, hi + 1))
+    colours = rng.choice(list(COLOURS), size=n, replace=False)
+    shapes = rng.choice(list(SHAPES), size=n, replace=False)
+    side = round(0.22 * size)  # ~22% of the frame: still ~12 px after downscaling to 56x56
+    actors = []
+    for colour, shape in zip(colours, shapes):
+        start = int(rng.integers(0, duration))  # uniform in [0, duration - 1]
+        end = start + int(rng.integers(1, duration - start + 1))  # length in [1, duration - start]
+        x0, y0, x1, y1 = _path(rng, str(rng.choice(MOTIONS)), side, size)
+        actors.append(Actor(str(colour), str(shape), start, end, x0, y0, x1, y1, side))
+    return Scene(duration=duration, fps=fps, width=size, height=size, actors=actors)
+
+
+def _path(rng: np.random.Generator, motion: str, side: int, size: int) -> tuple[int, int, int, int]:
+    """Start and end centres that keep the whole shape in frame and move >= 30% of it."""
+    lo, hi = side // 2, size - 1 - side // 2  # centre range
+    shift = round(0.3 * size)
+    a = int(rng.integers(lo, hi - shift + 1))
+    b = int(rng.integers(a + shift, hi + 1))  # a < b, b - a >= shift
+    x, y = (int(v) for v in rng.integers(lo, hi + 1, size=2))
+    return {
+        "stays": (x, y, x, y),
+        "left": (b, y, a, y),
+        "right": (a, y, b, y),
+        "up": (x, b, x, a),  # image y grows downwards
+        "down": (x, a, x, b),
+    }[motion]
+
+
+def motion(actor: Actor) -> str:
+    """The caption word for an actor's movement, read from its coordinates."""
+    dx, dy = actor.x1 - actor.x0, actor.y1 - actor.y0
+    if dx == dy == 0:
+        return "stays"
+    if abs(dx) >= abs(dy):
+        return "moves right" if dx > 0 else "moves left"
+    return "moves down" if dy > 0 else "moves up"
+
+
+def shape_mask(shape: str, side: int) -> np.ndarray:
+    """Boolean (side, side) mask of a filled shape, from pixel-centre coordinates."""
+    c = (np.arange(side) + 0.5) / side  # (side,) in (0, 1)
+    y, x = c[:, None], c[None, :]  # (side, 1), (1, side)
+    if shape == "circle":
+        return (x - 0.5) ** 2 + (y - 0.5) ** 2 <= 0.25
+    if shape == "square":
+        return np.ones((side, side), bool)
+    if shape == "triangle":  # apex up, base at the bottom
+        return np.abs(x - 0.5) <= y / 2
+    raise ValueError(f"unknown shape {shape!r}, known: {SHAPES}")
+
+
+def render(scene: Scene) -> np.ndarray:
+    """Frames (duration * fps, H, W, 3) uint8; actor drawn at frame k iff start <= k / fps < end.
+
+    Later actors are drawn over earlier ones where they overlap.
+    """
+    n = scene.duration * scene.fps
+    frames = np.empty((n, scene.height, scene.width, 3), np.uint8)  # (T, H, W, 3)
+    frames[:] = BACKGROUND
+    t = np.arange(n) / scene.fps  # (T,) seconds
+    for a in scene.actors:
+        mask = shape_mask(a.shape, a.size)  # (s, s)
+        colour = np.array(COLOURS[a.colour], np.uint8)
+        for k in np.flatnonzero((a.start <= t) & (t < a.end)):
+            alpha = (t[k] - a.start) / (a.end - a.start)
+            cx = round(a.x0 + alpha * (a.x1 - a.x0))
+            cy = round(a.y0 + alpha * (a.y1 - a.y0))
+            top, left = cy - a.size // 2, cx - a.size // 2
+            frames[k, top : top + a.size, left : left + a.size][mask] = colour
+    return frames
+
+
+def grounding_sample(scene: Scene, seed: int, index: int) -> dict:
+    """A temporal-grounding question about one actor, with its answer and a short chain of thought.
+
+    grounding_sample(make_scene(0, 0), 0, 0) targets the red circle on [2, 6): problem
+    "When does the red circle appear? " + INSTRUCTION, solution "<answer>2.0 to
+    6.0</answer>", process "<think>I look for the red circle. It is first seen at 2.0
+    seconds and last seen before 6.0 seconds, so it is visible from 2.0 to 6.0.</think>".
+    Returns those keys plus problem_type and options, the fields a `data.Sample` takes.
+    """
+    target = scene.actors[int(scene_rng(seed, index, stream=1).integers(len(scene.actors)))]
+    name, s, e = f"{target.colour} {target.shape}", float(target.start), float(target.end)
+    return {
+        "problem": QUESTION.format(colour=target.colour, shape=target.shape) + " " + INSTRUCTION,
+        "problem_type": "temporal grounding",
+        "options": [],
+        "solution": f"<answer>{s:.1f} to {e:.1f}</answer>",
+        "process": (
+            f"<think>I look for the {name}. It is first seen at {s:.1f} seconds and last seen "
+            f"before {e:.1f} seconds, so it is visible from {s:.1f} to {e:.1f}.</think>"
+        ),
+    }
+
+
+def caption(scene: Scene) -> str:
+    """One sentence per actor, by start time, for perception pretraining.
+
+    "a red circle is seen from 2.0 to 5.0 and moves left. a blue square is seen from 5.0
+    to 8.0 and stays."
+    """
+    actors = sorted(scene.actors, key=lambda a: (a.start, a.end, a.colour))
+    return " ".join(
+        f"a {a.colour} {a.shape} is seen from {a.start:.1f} to {a.end:.1f} and {motion(a)}."
+        for a in actors
+    )
