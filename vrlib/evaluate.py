@@ -5,6 +5,7 @@ drift apart in how an answer is read.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -66,5 +67,8 @@ def task_metrics(traces: list[Trace], recalls: list[float]) -> dict:
     return out
 
 
-def as_records(traces: list[Trace]) -> list[dict]:
-    return [asdict(t) for t in traces]
+def write_traces(path, traces: list[Trace]) -> None:
+    """One JSON object per line, written whole or not at all."""
+    from vrlib.data import _atomic_write
+
+    _atomic_write(path, (json.dumps(asdict(t)) + "\n" for t in traces))

@@ -1,0 +1,31 @@
+# Two commands on a fresh Linux machine with Python >= 3.10 and PyPI:
+#   make study   # the whole study: dvc repro on the embedded default (tiny model, CPU)
+#   make test    # every test that runs on a CPU, the smoke `dvc repro` included
+# Each creates the locked environment in .venv first if it is missing or stale.
+
+PYTHON ?= python3
+VENV := .venv
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export HF_HUB_OFFLINE := 1
+export UV_PYTHON_DOWNLOADS := never
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: env study test lab
+
+env: $(VENV)/.synced
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools && .tools/bin/pip install --quiet uv==0.13.9
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+study: env
+	dvc repro
+
+test: env
+	pytest
+
+lab: env
+	jupyter lab notebooks/

@@ -1,0 +1,89 @@
+"""The study end to end: `dvc repro` at a tiny budget in a temporary copy, and bad input.
+
+Run: `.venv/bin/pytest tests/test_pipeline.py` (slow: a few minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_BUDGET = {
+    "data": {"n_pretrain": 32, "n_sft": 16, "n_rl": 16, "n_eval": 8},
+    "base": {"steps": 30, "vocab_size": 400},
+    "sft": {"steps": 4, "batch_size": 4},
+    "rft": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
+            "checkpoint_every": 1},
+    "evaluation": {"max_new_tokens": 16, "batch_size": 8},
+    "analysis": {"n_show": 1},
+}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A git copy of the tracked tree with the tiny budget merged into params.yaml."""
+    work = tmp_path_factory.mktemp("study")
+    files = run(["git", "ls-files", "-co", "--exclude-standard"], ROOT).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and not f.startswith(("metrics/", "dvc.lock")):
+            (work / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, work / f)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    for section, values in TINY_BUDGET.items():
+        params[section].update(values)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], work)
+    run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qam", "x",
+         "--allow-empty"], work)
+    run(["git", "add", "-A"], work)
+    run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "study"], work)
+    return work
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_whole_study(study):
+    run(["dvc", "repro"], study)
+    metrics = json.loads((study / "metrics/eval.json").read_text())
+    assert set(metrics) == {"base", "sft", "rft"}
+    for model in metrics.values():
+        grounding = model["temporal grounding"]
+        assert grounding["n"] == 8
+        assert {"mIoU", "R@0.3", "R@0.5", "R@0.7", "format"} <= set(grounding)
+    for name in ("base", "sft", "rft"):
+        assert len((study / f"eval/traces/{name}.jsonl").read_text().splitlines()) == 8
+    assert (study / "dvc.lock").is_file()
+    assert (study / "reports/06_error_analysis.ipynb").is_file()
+    assert (study / "dvclive/rft/plots/metrics/reward/accuracy/mean.tsv").is_file()
+    assert (study / "checkpoints/rft/step_00002/adapter_config.json").is_file()
+    # nothing changed -> nothing runs
+    again = run(["dvc", "repro"], study)
+    assert "Running stage" not in again.stdout, again.stdout
+    # an experiment with another beta reruns rft onwards, not the data or the models before
+    exp = run(["dvc", "exp", "run", "-S", "rft.beta=0.0"], study)
+    assert "Running stage 'rft'" in exp.stdout and "Running stage 'data'" not in exp.stdout
+
+
+@pytest.mark.slow
+def test_unknown_params_key_stops_the_stage(study, tmp_path):
+    bad = tmp_path / "params.yaml"
+    params = yaml.safe_load((study / "params.yaml").read_text())
+    params["data"]["n_evall"] = 3
+    bad.write_text(yaml.safe_dump(params))
+    out = run(["papermill", "--cwd", str(study), "-f", str(bad), str(study / "notebooks/01_data.ipynb"),
+               str(tmp_path / "out.ipynb")], study, check=False)
+    assert out.returncode != 0
+    assert "data.n_evall" in out.stderr and "n_eval" in out.stderr
