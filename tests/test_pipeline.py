@@ -47,8 +47,6 @@ def study(tmp_path_factory) -> Path:
         params[section].update(values)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], work)
-    run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qam", "x",
-         "--allow-empty"], work)
     run(["git", "add", "-A"], work)
     run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "study"], work)
     return work
@@ -87,3 +85,25 @@ def test_unknown_params_key_stops_the_stage(study, tmp_path):
                str(tmp_path / "out.ipynb")], study, check=False)
     assert out.returncode != 0
     assert "data.n_evall" in out.stderr and "n_eval" in out.stderr
+
+
+def test_bad_input_names_the_culprit(world_split, tmp_path):
+    """What every stage calls to read a split: each bad input stops it with file and place."""
+    from vrlib.data import RecordError, load_split, read_jsonl, write_jsonl
+    from vrlib.video import VideoDecodeError
+
+    root, samples, _ = world_split
+    split = tmp_path / "split"
+    shutil.copytree(root, split)
+    kw = dict(fps=2.0, min_frames=4, max_frames=16)
+    (split / samples[1].path).write_bytes(b"\x00not an mp4" * 100)
+    with pytest.raises(VideoDecodeError, match=samples[1].path):
+        load_split(split / "eval.jsonl", **kw)
+    (split / samples[1].path).unlink()
+    with pytest.raises(FileNotFoundError, match=samples[1].path):
+        load_split(split / "eval.jsonl", **kw)
+    lines = (split / "eval.jsonl").read_text().splitlines()
+    lines[2] = lines[2].replace('"solution": "<answer>', '"solution": "')
+    (split / "eval.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RecordError, match=r"eval.jsonl:3: field 'solution'"):
+        read_jsonl(split / "eval.jsonl")

@@ -72,3 +72,13 @@ def write_traces(path, traces: list[Trace]) -> None:
     from vrlib.data import _atomic_write
 
     _atomic_write(path, (json.dumps(asdict(t)) + "\n" for t in traces))
+
+
+def results_table(metrics: dict, task: str = "temporal grounding") -> str:
+    """The README's results table, generated from metrics/eval.json."""
+    cols = [c for c in next(iter(metrics.values()))[task] if c != "n"]
+    lines = ["| model | " + " | ".join(cols) + " | n |", "|---" * (len(cols) + 2) + "|"]
+    for name, tasks in metrics.items():
+        m = tasks[task]
+        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.1f}" for c in cols) + f" | {m['n']} |")
+    return "\n".join(lines)

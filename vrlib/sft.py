@@ -24,22 +24,24 @@ class EncodeCache:
 
     def __init__(self, processor, samples: list, clips: list):
         self.processor, self.samples, self.clips = processor, samples, clips
-        self.video: dict[int, dict] = {}
+        self.video: dict[int, dict] = {}  # id(clip) -> tensors; a clip shared by items is done once
         self.prompt: dict[int, str] = {}
 
     def item(self, i: int) -> tuple[str, dict]:
-        if i not in self.video:
-            p = self.processor
-            out = p.video_processor(**_video_kwargs([self.clips[i]]), return_tensors="pt")
-            n = int(out["video_grid_thw"][0].prod()) // p.video_processor.merge_size ** 2
-            fps = float(self.clips[i].fps)
-            self.video[i] = {"pixel_values_videos": out["pixel_values_videos"],
-                             "video_grid_thw": out["video_grid_thw"],
-                             "second_per_grid_ts": p.video_processor.temporal_patch_size / fps}
+        p, clip = self.processor, self.clips[i]
+        if id(clip) not in self.video:
+            out = p.video_processor(**_video_kwargs([clip]), return_tensors="pt")
+            self.video[id(clip)] = {"pixel_values_videos": out["pixel_values_videos"],
+                                    "video_grid_thw": out["video_grid_thw"],
+                                    "second_per_grid_ts": p.video_processor.temporal_patch_size
+                                    / float(clip.fps)}
+        video = self.video[id(clip)]
+        if i not in self.prompt:
+            n = int(video["video_grid_thw"][0].prod()) // p.video_processor.merge_size ** 2
             prompt = p.apply_chat_template(messages(self.samples[i]), add_generation_prompt=True,
                                            tokenize=False)
             self.prompt[i] = prompt.replace(p.video_token, p.video_token * n, 1)
-        return self.prompt[i], self.video[i]
+        return self.prompt[i], video
 
 
 def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
