@@ -63,3 +63,12 @@ def test_lock_pins_every_dependency():
     locked = {p["name"].lower() for p in lock["package"]}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert requirement_names(project["project"]["dependencies"]) <= locked
+
+
+def test_readme_results_table_is_generated_from_the_committed_metrics():
+    import json
+
+    from vrlib.evaluate import results_table
+
+    metrics = json.loads((ROOT / "metrics/eval.json").read_text())
+    assert results_table(metrics) in (ROOT / "README.md").read_text()

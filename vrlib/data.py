@@ -192,6 +192,23 @@ def _atomic_write(path: str | os.PathLike, chunks: Iterable[str]) -> None:
 
 
 CAPTION_PROMPT = "Describe what happens in the video, with times in seconds."
+INVENTORY_PROMPT = "List the shapes with their times."
+"""Perception pretraining prompt of task "inventory" (worded unlike the grounding question)."""
+
+
+def inventory(scene: world.Scene) -> str:
+    """Every actor, by colour name, as "the blue square is first seen at 0.0 seconds and last
+    seen before 3.0 seconds, so it is visible from 0.0 to 3.0." (sentences joined by a space).
+
+    Dense visual targets (each colour, shape and time is read off the video), which a tiny base
+    learns far faster than the start-sorted captions; and in the words a language model would
+    know, so the SFT cold start (LoRA: embeddings frozen) only has to learn the tags and the
+    question-conditioning, not a vocabulary the base never trained.
+    """
+    return " ".join(
+        f"the {a.colour} {a.shape} is first seen at {float(a.start):.1f} seconds and last seen "
+        f"before {float(a.end):.1f} seconds, so it is visible from {float(a.start):.1f} to "
+        f"{float(a.end):.1f}." for a in sorted(scene.actors, key=lambda a: a.colour))
 
 
 def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,
@@ -235,7 +252,8 @@ def build_split(
     """Render n world scenes to `out_dir/videos/{split}_{i:05d}.mp4` and return their records.
 
     task "grounding": a temporal-grounding question per scene; "caption": "Describe the
-    video." answered by `world.caption` (free-form), the tiny base model's pretraining text.
+    video." answered by `world.caption` (free-form); "inventory": "List the shapes with their
+    times." answered by `inventory` (free-form), the tiny base model's pretraining text.
 
     Paths are relative to `out_dir`, so the caller writes the JSONL there. Record i depends
     only on (seed, split, i), so a split can be built in pieces with `start_index`.
@@ -250,10 +268,13 @@ def build_split(
         if task == "caption":
             question = {"problem": CAPTION_PROMPT, "problem_type": "free-form", "options": [],
                         "solution": f"<answer>{world.caption(scene)}</answer>"}
+        elif task == "inventory":
+            question = {"problem": INVENTORY_PROMPT, "problem_type": "free-form", "options": [],
+                        "solution": f"<answer>{inventory(scene)}</answer>"}
         elif task == "grounding":
             question = world.grounding_sample(scene, s, i)
         else:
-            raise ValueError(f"unknown task {task!r}; known: grounding, caption")
+            raise ValueError(f"unknown task {task!r}; known: grounding, caption, inventory")
         samples.append(
             Sample(
                 problem_id=name,

@@ -6,7 +6,8 @@ they are checked against hand-computed numbers. Departures from the reference co
 1. The ratio is exp(logp - old_logp) with old_logp from the rollout policy, so clipping
    acts when num_iterations > 1. Video-R1 uses exp(logp - logp.detach()): ratio == 1 and
    epsilon never takes effect.
-2. The k3 KL is not clamped (as TRL); Video-R1 clamps ref_logp - logp to [-10, 10].
+2. The k3 KL clamps ref_logp - logp to [-10, 10] as Video-R1 and EasyR1 do (TRL does not):
+   at low sampling temperatures the unclamped exp overflowed to ~1e12 on the tiny model.
 3. The aggregation is a parameter (loss_type, TRL names); Video-R1 is "grpo" (mean of
    per-sequence means, which favours short correct answers and long wrong ones, Dr. GRPO).
 4. "dapo" is a token mean over this process's batch; TRL divides by the token count
@@ -77,7 +78,7 @@ def policy_loss(
     per_token_loss = -torch.min(ratio * adv, clipped * adv)      # (B, T)
     kl = None
     if ref_logp is not None:
-        delta = ref_logp - logp                                   # (B, T)
+        delta = torch.clamp(ref_logp - logp, -10.0, 10.0)         # (B, T) Video-R1's clamp
         kl = torch.exp(delta) - delta - 1                         # (B, T)
         if beta != 0:
             per_token_loss = per_token_loss + beta * kl           # (B, T)

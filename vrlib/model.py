@@ -52,6 +52,10 @@ class TinyShape:
     vision_hidden_size: int = 96
     vision_depth: int = 2
     vision_heads: int = 4
+    vision_init_std: float = 0.1
+    """std of the vision tower's random Linear/Conv weights (HF default 0.02). At 0.02 the
+    frames' features barely differ and the tiny model learns the text prior, ignoring the video;
+    at 0.1 it starts reading colours after ~300 pretraining steps. 0 keeps HF's init."""
 
 
 def train_tokenizer(corpus: list[str], vocab_size: int):
@@ -113,6 +117,11 @@ def build_tiny(out_dir: str | Path, corpus: list[str], *, max_pixels: int, seed:
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=True)
     model = Qwen2_5_VLForConditionalGeneration(config)
+    if shape.vision_init_std > 0:
+        with torch.no_grad():
+            for module in model.model.visual.modules():
+                if isinstance(module, (torch.nn.Linear, torch.nn.Conv3d)):
+                    module.weight.normal_(0.0, shape.vision_init_std)
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     save_checkpoint(model, processor, out_dir)
