@@ -80,7 +80,7 @@ class SFTParams:
 class RFTParams:
     """Stage `rft`: GRPO on the RL split, starting from the SFT model (its adapter merged)."""
 
-    steps: int = 100
+    steps: int = 75
     prompts_per_step: int = 4
     """questions per step; each gets `group_size` rollouts."""
     group_size: int = 8
@@ -92,7 +92,7 @@ class RFTParams:
     top_p: float = 1.0
     max_completion_length: int = 64
     """most new tokens per rollout (Video-R1: 768 on real models)."""
-    lr: float = 5e-4
+    lr: float = 1e-4
     grad_clip: float = 1.0
     beta: float = 0.04
     """k3 KL coefficient to the reference policy (Video-R1: 0.04); 0 skips the reference forward."""

@@ -161,7 +161,7 @@ def write_jsonl(path: str | os.PathLike, samples: Iterable[Sample]) -> None:
                 f"first on line {first_line[sample.problem_id]}"
             )
         first_line[sample.problem_id] = lineno
-    _atomic_write(path, (json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in samples))
+    atomic_write_lines(path, (json.dumps(asdict(s), ensure_ascii=False) + "\n" for s in samples))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -170,10 +170,10 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     NaN or infinity raise ValueError: they are not JSON, and a NaN metric is a bug to see.
     """
     text = json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n"
-    _atomic_write(path, [text])
+    atomic_write_lines(path, [text])
 
 
-def _atomic_write(path: str | os.PathLike, chunks: Iterable[str]) -> None:
+def atomic_write_lines(path: str | os.PathLike, chunks: Iterable[str]) -> None:
     """Write to a temp file in the same directory, fsync, then `os.replace`; clean up on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

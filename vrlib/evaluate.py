@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from vrlib import rewards
+from vrlib.data import atomic_write_lines
 from vrlib.rollout import generate
 
 
@@ -69,9 +70,7 @@ def task_metrics(traces: list[Trace], recalls: list[float]) -> dict:
 
 def write_traces(path, traces: list[Trace]) -> None:
     """One JSON object per line, written whole or not at all."""
-    from vrlib.data import _atomic_write
-
-    _atomic_write(path, (json.dumps(asdict(t)) + "\n" for t in traces))
+    atomic_write_lines(path, (json.dumps(asdict(t)) + "\n" for t in traces))
 
 
 def results_table(metrics: dict, task: str = "temporal grounding") -> str:

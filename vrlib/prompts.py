@@ -16,7 +16,7 @@ def messages(sample) -> list[dict]:
                                          {"type": "text", "text": sample.problem}]}]
 
 
-def _video_kwargs(clips) -> dict:
+def video_kwargs(clips) -> dict:
     # do_sample_frames=False: the clip is already sampled; the metadata carries its real fps.
     metadata = [VideoMetadata(total_num_frames=len(c.frames), fps=float(c.fps),
                               frames_indices=list(range(len(c.frames)))) for c in clips]
@@ -28,7 +28,7 @@ def encode_prompts(processor, samples, clips):
     """Left-padded prompts ready for `generate`: input_ids, attention_mask and the video tensors."""
     texts = [processor.apply_chat_template(messages(s), add_generation_prompt=True,
                                            tokenize=False) for s in samples]
-    return processor(text=texts, padding=True, return_tensors="pt", **_video_kwargs(clips))
+    return processor(text=texts, padding=True, return_tensors="pt", **video_kwargs(clips))
 
 
 def encode_examples(processor, samples, clips, targets: list[str]):
@@ -37,13 +37,18 @@ def encode_examples(processor, samples, clips, targets: list[str]):
                                              tokenize=False) for s in samples]
     eos = processor.tokenizer.eos_token
     texts = [p + t + eos for p, t in zip(prompts, targets)]
-    batch = processor(text=texts, padding=True, return_tensors="pt", **_video_kwargs(clips))
-    target_lens = [len(processor.tokenizer(t + eos)["input_ids"]) for t in targets]
-    labels = torch.full_like(batch["input_ids"], -100)  # (B, L)
-    for i, n in enumerate(target_lens):  # left padding: the target is the last n tokens
-        labels[i, -n:] = batch["input_ids"][i, -n:]
-    batch["labels"] = labels
+    batch = processor(text=texts, padding=True, return_tensors="pt", **video_kwargs(clips))
+    batch["labels"] = target_labels(processor.tokenizer, batch["input_ids"], targets)
     return batch
+
+
+def target_labels(tokenizer, input_ids: torch.Tensor, targets: list[str]) -> torch.Tensor:
+    """Labels for left-padded `prompt + target + EOS` rows: -100 but on the target + EOS."""
+    lens = [len(tokenizer(t + tokenizer.eos_token)["input_ids"]) for t in targets]
+    labels = torch.full_like(input_ids, -100)  # (B, L)
+    for i, n in enumerate(lens):  # left padding: the target is the last n tokens
+        labels[i, -n:] = input_ids[i, -n:]
+    return labels
 
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")

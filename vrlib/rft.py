@@ -23,13 +23,15 @@ REWARD_FUNCS = {"format": rewards.format_reward, "accuracy": rewards.accuracy_re
 """Video-R1 and VideoChat-R1 sum format and accuracy (IoU for grounding)."""
 
 
-def score(texts: list[str], samples: list) -> dict[str, torch.Tensor]:
+def score(texts: list[str], samples: list, reward_funcs: dict = REWARD_FUNCS
+          ) -> dict[str, torch.Tensor]:
     """Each completion scored against its own sample (not the batch's first problem type)."""
     return {name: torch.tensor([fn(t, s) for t, s in zip(texts, samples)])  # (N,)
-            for name, fn in REWARD_FUNCS.items()}
+            for name, fn in reward_funcs.items()}
 
 
-def grpo_step(model, processor, optimizer, samples: list, clips: list, cfg: RFTParams) -> dict:
+def grpo_step(model, processor, optimizer, samples: list, clips: list, cfg: RFTParams,
+              reward_funcs: dict = REWARD_FUNCS) -> dict:
     """One GRPO step on a batch of questions; returns the logged metrics."""
     t0 = time.perf_counter()
     G = cfg.group_size
@@ -38,7 +40,7 @@ def grpo_step(model, processor, optimizer, samples: list, clips: list, cfg: RFTP
                             temperature=cfg.temperature, top_p=cfg.top_p)
     t_gen = time.perf_counter() - t0
     group_samples = [s for s in samples for _ in range(G)]
-    parts = score(ro.texts, group_samples)  # name -> (N,)
+    parts = score(ro.texts, group_samples, reward_funcs)  # name -> (N,)
     reward = sum(parts.values())  # (N,)
     advantages = group_advantages(reward, G, scale=cfg.scale_rewards)  # (N,)
     mask = ro.completion_mask.float()  # (N, C)

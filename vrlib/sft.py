@@ -1,6 +1,6 @@
 """Supervised next-token training on (video, prompt) -> target, loss on the target tokens only.
 
-Used twice: the tiny base model's perception pretraining (all weights, caption targets) and
+Used twice: the tiny base model's perception pretraining (all weights, inventory targets) and
 the SFT cold start (LoRA, chain-of-thought targets). TRL's SFTTrainer has no video collator
 (research/ecosystem-facts.md sec. 1.4), and this loop is 30 lines.
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from vrlib.prompts import _video_kwargs, messages
+from vrlib.prompts import messages, target_labels, video_kwargs
 
 
 class EncodeCache:
@@ -30,7 +30,7 @@ class EncodeCache:
     def item(self, i: int) -> tuple[str, dict]:
         p, clip = self.processor, self.clips[i]
         if id(clip) not in self.video:
-            out = p.video_processor(**_video_kwargs([clip]), return_tensors="pt")
+            out = p.video_processor(**video_kwargs([clip]), return_tensors="pt")
             self.video[id(clip)] = {"pixel_values_videos": out["pixel_values_videos"],
                                     "video_grid_thw": out["video_grid_thw"],
                                     "second_per_grid_ts": p.video_processor.temporal_patch_size
@@ -61,11 +61,7 @@ def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
     batch["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for _, v in items])
     batch["video_grid_thw"] = torch.cat([v["video_grid_thw"] for _, v in items])
     batch["second_per_grid_ts"] = torch.tensor([v["second_per_grid_ts"] for _, v in items])
-    target_lens = [len(tok(t + eos)["input_ids"]) for t in targets]
-    labels = torch.full_like(batch["input_ids"], -100)  # (B, L)
-    for i, n in enumerate(target_lens):  # left padding: the target is the last n tokens
-        labels[i, -n:] = batch["input_ids"][i, -n:]
-    batch["labels"] = labels
+    batch["labels"] = target_labels(tok, batch["input_ids"], targets)
     return batch
 
 
