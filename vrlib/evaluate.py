@@ -73,11 +73,14 @@ def write_traces(path, traces: list[Trace]) -> None:
     atomic_write_lines(path, (json.dumps(asdict(t)) + "\n" for t in traces))
 
 
+STAGE_ORDER = ["base", "sft", "rft"]
+
+
 def results_table(metrics: dict, task: str = "temporal grounding") -> str:
     """The README's results table, generated from metrics/eval.json."""
     cols = [c for c in next(iter(metrics.values()))[task] if c != "n"]
     lines = ["| model | " + " | ".join(cols) + " | n |", "|---" * (len(cols) + 2) + "|"]
-    for name, tasks in metrics.items():
-        m = tasks[task]
+    for name in sorted(metrics, key=lambda n: (STAGE_ORDER + [n]).index(n)):
+        m = metrics[name][task]
         lines.append(f"| {name} | " + " | ".join(f"{m[c]:.1f}" for c in cols) + f" | {m['n']} |")
     return "\n".join(lines)
