@@ -17,19 +17,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from vrlib import video, world
-
 # DESIGN.md "Data contract": Video-R1's five types, plus VideoChat-R1's grounding and
-# tracking and VideoChat-R1's grounded QA (answer + <glue> evidence segments).
-PROBLEM_TYPES = (
-    "multiple choice",
-    "numerical",
-    "OCR",
-    "free-form",
-    "regression",
-    "temporal grounding",
-    "tracking",
-    "grounded QA",
-)
+# tracking and VideoChat-R1's grounded QA (answer + <glue> evidence segments). One tuple,
+# defined beside the rewards that score each type, re-exported here for the record checks.
+from vrlib.rewards import PROBLEM_TYPES
+
 DATA_TYPES = ("video", "image")
 
 _ANSWER = re.compile(r"<answer>.*</answer>", re.DOTALL)
@@ -196,21 +188,6 @@ INVENTORY_PROMPT = "List the shapes with their times."
 """Perception pretraining prompt of task "inventory" (worded unlike the grounding question)."""
 
 
-def inventory(scene: world.Scene) -> str:
-    """Every actor, by colour name, as "the blue square is first seen at 0.0 seconds and last
-    seen before 3.0 seconds, so it is visible from 0.0 to 3.0." (sentences joined by a space).
-
-    Dense visual targets (each colour, shape and time is read off the video), which a tiny base
-    learns far faster than the start-sorted captions; and in the words a language model would
-    know, so the SFT cold start (LoRA: embeddings frozen) only has to learn the tags and the
-    question-conditioning, not a vocabulary the base never trained.
-    """
-    return " ".join(
-        f"the {a.colour} {a.shape} is first seen at {float(a.start):.1f} seconds and last seen "
-        f"before {float(a.end):.1f} seconds, so it is visible from {float(a.start):.1f} to "
-        f"{float(a.end):.1f}." for a in sorted(scene.actors, key=lambda a: a.colour))
-
-
 def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,
                max_frames: int) -> tuple[list[Sample], list[video.Clip]]:
     """Records of a split and their sampled clips, decoded once and kept in memory."""
@@ -253,7 +230,7 @@ def build_split(
 
     task "grounding": a temporal-grounding question per scene; "caption": "Describe the
     video." answered by `world.caption` (free-form); "inventory": "List the shapes with their
-    times." answered by `inventory` (free-form), the tiny base model's pretraining text.
+    times." answered by `world.inventory` (free-form), the tiny base model's pretraining text.
 
     Paths are relative to `out_dir`, so the caller writes the JSONL there. Record i depends
     only on (seed, split, i), so a split can be built in pieces with `start_index`.
@@ -270,7 +247,7 @@ def build_split(
                         "solution": f"<answer>{world.caption(scene)}</answer>"}
         elif task == "inventory":
             question = {"problem": INVENTORY_PROMPT, "problem_type": "free-form", "options": [],
-                        "solution": f"<answer>{inventory(scene)}</answer>"}
+                        "solution": f"<answer>{world.inventory(scene)}</answer>"}
         elif task == "grounding":
             question = world.grounding_sample(scene, s, i)
         else:

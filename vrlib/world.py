@@ -173,11 +173,30 @@ def grounding_sample(scene: Scene, seed: int, index: int) -> dict:
         "problem_type": "temporal grounding",
         "options": [],
         "solution": f"<answer>{s:.1f} to {e:.1f}</answer>",
-        "process": (
-            f"<think>I look for the {name}. It is first seen at {s:.1f} seconds and last seen "
-            f"before {e:.1f} seconds, so it is visible from {s:.1f} to {e:.1f}.</think>"
-        ),
+        "process": f"<think>I look for the {name}. It is {seen(s, e)}</think>",
     }
+
+
+def seen(start: float, end: float) -> str:
+    """The words for when an actor is visible, shared by the chain of thought and `inventory`.
+
+    seen(2, 6) == "first seen at 2.0 seconds and last seen before 6.0 seconds, so it is
+    visible from 2.0 to 6.0." The tiny base learns these words in pretraining, so the SFT
+    cold start (LoRA, embeddings frozen) only has to add the tags and the question.
+    """
+    return (f"first seen at {start:.1f} seconds and last seen before {end:.1f} seconds, "
+            f"so it is visible from {start:.1f} to {end:.1f}.")
+
+
+def inventory(scene: Scene) -> str:
+    """Every actor by colour name, for perception pretraining: denser visual targets than
+    `caption`, which left the tiny base video-blind within the study's budget.
+
+    "the blue square is first seen at 0.0 seconds and last seen before 3.0 seconds, so it
+    is visible from 0.0 to 3.0. the red circle is first seen at ..."
+    """
+    return " ".join(f"the {a.colour} {a.shape} is {seen(a.start, a.end)}"
+                    for a in sorted(scene.actors, key=lambda a: a.colour))
 
 
 def caption(scene: Scene) -> str:
