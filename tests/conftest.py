@@ -16,11 +16,15 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session")
 def world_split(tmp_path_factory):
-    """Eight grounding items with real MP4s, written and read back through the JSONL contract."""
+    """One item of every task family (real MP4s, one PNG), written and read back through the
+    JSONL contract; item 0 is temporal grounding."""
     from vrlib.data import build_split, load_split, write_jsonl
+    from vrlib.tasks import FAMILIES, WorldSpec
 
     root = tmp_path_factory.mktemp("data")
-    write_jsonl(root / "eval.jsonl", build_split(root, "eval", 0, 8, duration=8, fps=4, size=112))
+    families = {f: 1 for f in FAMILIES if f != "inventory"}
+    write_jsonl(root / "eval.jsonl", build_split(root, "eval", 0, len(families), families=families,
+                                                 spec=WorldSpec(), kim=True))
     samples, clips = load_split(root / "eval.jsonl", fps=2.0, min_frames=4, max_frames=16)
     return root, samples, clips
 
@@ -29,9 +33,10 @@ def world_split(tmp_path_factory):
 def tiny_dir(tmp_path_factory, world_split):
     """A random-weight tiny Qwen2.5-VL checkpoint directory (model + processor)."""
     from vrlib.model import TinyShape, build_tiny
+    from vrlib.prompts import user_text
 
     _, samples, _ = world_split
-    corpus = [s.problem for s in samples] + [s.process + s.solution for s in samples]
+    corpus = [user_text(s) for s in samples] + [s.process + s.solution for s in samples]
     out = tmp_path_factory.mktemp("models") / "base"
     build_tiny(out, corpus * 4, max_pixels=56 * 56, seed=0, shape=TinyShape(vocab_size=400))
     return out

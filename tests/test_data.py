@@ -22,7 +22,10 @@ from vrlib.data import (
     video_path,
     write_jsonl,
 )
+from vrlib.tasks import WorldSpec
 from vrlib.video import sample_frames
+
+MIX = {"grounding": 1, "image": 1, "ocr": 1}  # a video, an image, a video
 
 
 def good(**changes) -> dict:
@@ -50,7 +53,7 @@ def write_lines(path, records):
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     out = tmp_path_factory.mktemp("split")
-    return out, build_split(out, "train", 0, 3, duration=8, fps=4, size=112)
+    return out, build_split(out, "train", 0, 3, families=MIX, spec=WorldSpec(), kim=True)
 
 
 def test_problem_types_are_the_eight_of_the_design():
@@ -66,17 +69,26 @@ def test_build_split_round_trips_and_its_videos_decode(split):
     path = out / "train.jsonl"
     write_jsonl(path, samples)
     assert read_jsonl(path) == samples
+    assert [s.data_source.rsplit("/", 1)[0] for s in samples] == ["world/grounding", "world/image", "world/ocr"]
     for s in samples:
-        assert s.path == f"videos/{s.problem_id}.mp4" and s.data_source == "world/grounding"
+        if s.data_type == "image":
+            assert s.path == f"media/{s.problem_id}.png" and (s.duration, s.fps) == (0.0, 0.0)
+            assert s.kim_path == ""
+            clip = data.load_media(video_path(s, path), "image", fps=2, min_frames=4, max_frames=16)
+            assert clip.frames.shape == (1, 112, 112, 3)
+            continue
+        assert s.path == f"media/{s.problem_id}.mp4" and s.kim_path == f"media/{s.problem_id}_kim.mp4"
         assert (s.duration, s.fps, s.data_type) == (8.0, 4.0, "video")
-        clip = sample_frames(video_path(s, path))
-        assert clip.frames.shape == (16, 112, 112, 3) and clip.fps == 2.0
-        assert clip.duration == s.duration and clip.native_fps == s.fps
+        for key in ("path", "kim_path"):
+            clip = sample_frames(video_path(s, path, key))
+            assert clip.frames.shape == (16, 112, 112, 3) and clip.fps == 2.0
+            assert clip.duration == s.duration and clip.native_fps == s.fps
 
 
 def test_build_split_is_reproducible_in_pieces(split, tmp_path):
     out, samples = split
-    again = build_split(tmp_path, "train", 0, 2, duration=8, fps=4, size=112, start_index=1)
+    again = build_split(tmp_path, "train", 0, 2, families=MIX, spec=WorldSpec(), kim=True,
+                        start_index=1)
     assert again == samples[1:]
     for s in again:
         assert (tmp_path / s.path).read_bytes() == (out / s.path).read_bytes()
@@ -84,8 +96,9 @@ def test_build_split_is_reproducible_in_pieces(split, tmp_path):
 
 def test_splits_draw_disjoint_streams(split, tmp_path):
     out, train = split
-    eval_ = build_split(tmp_path, "eval", 0, 3, duration=8, fps=4, size=112)
-    frames = lambda root, s: sample_frames(root / s.path).frames  # noqa: E731
+    eval_ = build_split(tmp_path, "eval", 0, 3, families=MIX, spec=WorldSpec())
+    frames = lambda root, s: data.load_media(root / s.path, s.data_type, fps=2, min_frames=4,  # noqa: E731
+                                             max_frames=16).frames
     for a, b in zip(train, eval_):
         assert not np.array_equal(frames(out, a), frames(tmp_path, b))
     assert len({split_seed(0, name) for name in ("train", "rl", "sft", "eval")}) == 4

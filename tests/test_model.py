@@ -136,9 +136,11 @@ def test_cached_encoding_equals_the_processor(tiny_dir, world_split):
 
     _, samples, clips = world_split
     processor = load_processor(tiny_dir)
-    targets = [s.process + s.solution for s in samples[:3]]
-    direct = encode_examples(processor, samples[:3], clips[:3], targets)
-    cached = encode_cached(EncodeCache(processor, samples, clips), [0, 1, 2], targets)
-    for key in ("input_ids", "attention_mask", "labels", "pixel_values_videos", "video_grid_thw",
-                "second_per_grid_ts"):
+    idx = [0, 10, 3]  # video, image, video: a mixed batch
+    assert [samples[i].data_type for i in idx] == ["video", "image", "video"]
+    targets = [samples[i].process + samples[i].solution for i in idx]
+    direct = encode_examples(processor, [samples[i] for i in idx], [clips[i] for i in idx], targets)
+    cached = encode_cached(EncodeCache(processor, samples, clips), idx, targets)
+    assert direct.keys() == cached.keys()
+    for key in direct:
         assert torch.allclose(direct[key].float(), cached[key].float()), key

@@ -9,7 +9,8 @@ import pytest
 
 from vrlib import world
 from vrlib.video import sample_frames, write_mp4
-from vrlib.world import COLOURS, SHAPES, Actor, Scene, caption, grounding_sample, make_scene, render
+from vrlib.tasks import WorldSpec, grounding
+from vrlib.world import COLOURS, SHAPES, Actor, Scene, caption, make_scene, render
 
 
 def test_worked_instance_is_pinned():
@@ -25,9 +26,9 @@ def test_worked_instance_is_pinned():
             Actor("green", "triangle", start=0, end=8, x0=22, y0=16, x1=22, y1=16, size=25),
         ],
     )
-    task = grounding_sample(make_scene(0, 0), 0, 0)
-    assert task["solution"] == "<answer>2.0 to 6.0</answer>"
-    assert task["process"] == (
+    task = grounding(0, 0, WorldSpec())
+    assert task.solution == "<answer>2.0 to 6.0</answer>"
+    assert task.process == (
         "<think>I look for the red circle. It is first seen at 2.0 seconds and last seen before "
         "6.0 seconds, so it is visible from 2.0 to 6.0.</think>"
     )
@@ -44,7 +45,7 @@ def test_global_rng_is_untouched():
     np.random.seed(123)
     state = np.random.get_state()[1].copy()
     make_scene(1, 2)
-    grounding_sample(make_scene(1, 2), 1, 2)
+    grounding(1, 2, WorldSpec())
     np.testing.assert_array_equal(np.random.get_state()[1], state)
 
 
@@ -109,26 +110,26 @@ def test_same_scene_decodes_to_identical_frames(tmp_path):
     np.testing.assert_array_equal(a.frames, b.frames)
 
 
-def test_grounding_sample_spells_the_task():
+def test_grounding_spells_the_task():
     scene = make_scene(0, 5)
-    task = grounding_sample(scene, 0, 5)
-    assert task == grounding_sample(scene, 0, 5)
-    target = next(a for a in scene.actors if f"the {a.colour} {a.shape} appear?" in task["problem"])
-    assert task["problem"] == (
-        f"When does the {target.colour} {target.shape} appear? {world.INSTRUCTION}"
-    )
-    assert task["solution"] == f"<answer>{target.start:.1f} to {target.end:.1f}</answer>"
-    assert task["process"].startswith("<think>") and task["process"].endswith("</think>")
-    assert len(task["process"].split()) < 40
-    assert task["problem_type"] == "temporal grounding" and task["options"] == []
+    task = grounding(0, 5, WorldSpec())
+    again = grounding(0, 5, WorldSpec())
+    assert (again.problem, again.solution) == (task.problem, task.solution)
+    np.testing.assert_array_equal(again.frames, task.frames)
+    target = next(a for a in scene.actors if f"the {a.colour} {a.shape} appear?" in task.problem)
+    assert task.problem == f"When does the {target.colour} {target.shape} appear?"
+    assert task.solution == f"<answer>{target.start:.1f} to {target.end:.1f}</answer>"
+    assert task.process.startswith("<think>") and task.process.endswith("</think>")
+    assert len(task.process.split()) < 40
+    assert task.problem_type == "temporal grounding" and task.options == []
 
 
 def test_targets_vary_across_indices():
     picked = collections.Counter()
     for i in range(200):
         scene = make_scene(0, i)
-        task = grounding_sample(scene, 0, i)
-        picked[[f"<answer>{a.start:.1f}" in task["solution"] for a in scene.actors].index(True)] += 1
+        task = grounding(0, i, WorldSpec())
+        picked[[f"<answer>{a.start:.1f}" in task.solution for a in scene.actors].index(True)] += 1
     assert set(picked) == {0, 1, 2}
 
 

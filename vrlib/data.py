@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from vrlib import video, world
+from vrlib import tasks, video
 # DESIGN.md "Data contract": Video-R1's five types, plus VideoChat-R1's grounding and
 # tracking and VideoChat-R1's grounded QA (answer + <glue> evidence segments). One tuple,
 # defined beside the rewards that score each type, re-exported here for the record checks.
@@ -38,7 +38,7 @@ class Sample:
     """One question about one video or image, in the format the model must answer."""
 
     problem_id: str  # unique within a file
-    problem: str  # the question as shown to the model
+    problem: str  # the question; `prompts.user_text` adds the options and the answer format
     data_type: str  # "video" | "image"
     problem_type: str  # one of PROBLEM_TYPES; picks the reward
     options: list[str]  # ["A. ...", ...] for multiple choice, else []
@@ -48,9 +48,11 @@ class Sample:
     duration: float  # seconds; 0.0 for images
     fps: float  # the file's native fps; 0.0 for images
     process: str = ""  # "<think>...</think>" chain of thought for the SFT cold start, or ""
+    kim_path: str = ""  # the key-information-missing copy of the video (VideoPerceiver), or ""
 
 
 FIELDS = tuple(f.name for f in fields(Sample))
+OPTIONAL = ("process", "kim_path")
 
 
 class _FieldError(ValueError):
@@ -71,9 +73,9 @@ def _to_sample(record: Any) -> Sample:
         if key not in FIELDS:
             raise _FieldError(key, f"unknown field; known fields are {list(FIELDS)}")
     for key in FIELDS:
-        if key not in record and key != "process":
+        if key not in record and key not in OPTIONAL:
             raise _FieldError(key, "missing")
-    r = {"process": "", **record}
+    r = {"process": "", "kim_path": "", **record}
     for key in FIELDS:
         if key in ("options", "duration", "fps"):
             continue
@@ -183,23 +185,27 @@ def atomic_write_lines(path: str | os.PathLike, chunks: Iterable[str]) -> None:
         raise
 
 
-CAPTION_PROMPT = "Describe what happens in the video, with times in seconds."
-INVENTORY_PROMPT = "List the shapes with their times."
-"""Perception pretraining prompt of task "inventory" (worded unlike the grounding question)."""
-
-
 def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,
                max_frames: int) -> tuple[list[Sample], list[video.Clip]]:
-    """Records of a split and their sampled clips, decoded once and kept in memory."""
+    """Records of a split and their sampled clips (an image is a one-frame clip), decoded once
+    and kept in memory. Bad media stop here: the data stage already skipped what it was told to."""
     samples = read_jsonl(jsonl_path)
-    clips = [video.sample_frames(video_path(s, jsonl_path), fps=fps, min_frames=min_frames,
-                                 max_frames=max_frames) for s in samples]
+    clips = [load_media(video_path(s, jsonl_path), s.data_type, fps=fps, min_frames=min_frames,
+                        max_frames=max_frames) for s in samples]
     return samples, clips
 
 
-def video_path(sample: Sample, jsonl_path: str | os.PathLike) -> Path:
-    """The media file of a record: `path` is relative to the JSONL's folder, so splits move whole."""
-    return Path(jsonl_path).parent / sample.path
+def load_media(path: str | os.PathLike, data_type: str, *, fps: float, min_frames: int,
+               max_frames: int) -> video.Clip:
+    if data_type == "image":
+        return video.read_image(path)
+    return video.sample_frames(path, fps=fps, min_frames=min_frames, max_frames=max_frames)
+
+
+def video_path(sample: Sample, jsonl_path: str | os.PathLike, key: str = "path") -> Path:
+    """The media file of a record (`key` "path" or "kim_path"): relative to the JSONL's folder,
+    so splits move whole; absolute paths (imported data) are kept."""
+    return Path(jsonl_path).parent / getattr(sample, key)
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -220,47 +226,48 @@ def build_split(
     seed: int,
     n: int,
     *,
-    duration: int,
-    fps: int,
-    size: int,
+    families: dict[str, int],
+    spec: tasks.WorldSpec,
+    kim: bool = False,
     start_index: int = 0,
-    task: str = "grounding",
 ) -> list[Sample]:
-    """Render n world scenes to `out_dir/videos/{split}_{i:05d}.mp4` and return their records.
+    """Generate n world items of the weighted `families` mix into `out_dir/media/` and return
+    their records (`data_source` "world/<family>/<kind>").
 
-    task "grounding": a temporal-grounding question per scene; "caption": "Describe the
-    video." answered by `world.caption` (free-form); "inventory": "List the shapes with their
-    times." answered by `world.inventory` (free-form), the tiny base model's pretraining text.
-
+    With `kim`, every video whose key frames can be hidden also gets its key-information-missing
+    copy `<name>_kim.mp4`, named in the record's `kim_path` so the RL stage can pair them.
     Paths are relative to `out_dir`, so the caller writes the JSONL there. Record i depends
     only on (seed, split, i), so a split can be built in pieces with `start_index`.
     """
     out_dir = Path(out_dir)
     s = split_seed(seed, split)
+    plan = tasks.mixture(families, start_index + n)
     samples = []
     for i in range(start_index, start_index + n):
         name = f"{split}_{i:05d}"
-        scene = world.make_scene(s, i, duration=duration, fps=fps, size=size)
-        video.write_mp4(out_dir / "videos" / f"{name}.mp4", world.render(scene), fps)
-        if task == "caption":
-            question = {"problem": CAPTION_PROMPT, "problem_type": "free-form", "options": [],
-                        "solution": f"<answer>{world.caption(scene)}</answer>"}
-        elif task == "inventory":
-            question = {"problem": INVENTORY_PROMPT, "problem_type": "free-form", "options": [],
-                        "solution": f"<answer>{world.inventory(scene)}</answer>"}
-        elif task == "grounding":
-            question = world.grounding_sample(scene, s, i)
+        item = tasks.FAMILIES[plan[i]](s, i, spec)
+        kim_path = ""
+        if item.data_type == "image":
+            path = f"media/{name}.png"
+            video.write_image(out_dir / path, item.frames[0])
+            duration = fps = 0.0
         else:
-            raise ValueError(f"unknown task {task!r}; known: grounding, caption, inventory")
-        samples.append(
-            Sample(
-                problem_id=name,
-                data_type="video",
-                path=f"videos/{name}.mp4",
-                data_source=f"world/{task}",
-                duration=float(duration),
-                fps=float(fps),
-                **question,
-            )
-        )
+            path = f"media/{name}.mp4"
+            video.write_mp4(out_dir / path, item.frames, spec.fps)
+            duration, fps = float(len(item.frames) / spec.fps), float(spec.fps)
+            degraded = tasks.missing_key_frames(item.frames, item.key_frames) if kim else None
+            if degraded is not None:
+                kim_path = f"media/{name}_kim.mp4"
+                video.write_mp4(out_dir / kim_path, degraded, spec.fps)
+        samples.append(Sample(
+            problem_id=name, problem=item.problem, data_type=item.data_type,
+            problem_type=item.problem_type, options=item.options, solution=item.solution,
+            path=path, data_source=f"world/{plan[i]}/{item.kind}", duration=duration, fps=fps,
+            process=item.process, kim_path=kim_path))
     return samples
+
+
+def family(sample: Sample) -> str:
+    """The task a record belongs to, for per-task metrics: the world family, else the source."""
+    parts = sample.data_source.split("/")
+    return parts[1] if parts[0] == "world" and len(parts) > 1 else sample.data_source

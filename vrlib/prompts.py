@@ -1,6 +1,8 @@
 """From a sample and its decoded clip to the token ids the model sees.
 
-The video is handed to the processor as decoded frames with their real sampled fps, in
+The user turn is Video-R1's layout: the visual item first, then the question, its options
+("Options:" then one per line) and an answer-format sentence per problem_type, shortened for
+the tiny model's context (Video-R1's TYPE_TEMPLATE, research facts sec. 1.5). The video is handed to the processor as decoded frames with their real sampled fps, in
 training and evaluation alike, so Qwen2.5-VL's time positions (`second_per_grid_ts`) are
 right (Video-R1's training forgot the fps; DESIGN.md "Video in").
 """
@@ -10,10 +12,30 @@ import torch
 from transformers.video_utils import VideoMetadata
 
 
+THINK = "Think inside <think></think>, then answer inside <answer></answer>."
+ANSWER_FORMAT = {
+    "multiple choice": "Answer with the option letter.",
+    "numerical": "Answer with a number.",
+    "OCR": "Answer with the text shown.",
+    "free-form": "Answer in words.",
+    "regression": "Answer with a number.",
+    "temporal grounding": 'Answer with the time span in seconds as "start to end".',
+    "tracking": "Answer with one box [x0, y0, x1, y1] per time asked, as a list, in 0-1 units.",
+    "grounded QA": "Answer with the option letter, then the evidence spans in seconds as "
+                   "<glue>[(start, end)]</glue>.",
+}
+
+
+def user_text(sample) -> str:
+    """Question, options, then how to answer: "What colour is the circle?\nOptions:\nA. red ..."."""
+    options = "\nOptions:\n" + "\n".join(sample.options) if sample.options else ""
+    return f"{sample.problem}{options}\n{THINK} {ANSWER_FORMAT[sample.problem_type]}"
+
+
 def messages(sample) -> list[dict]:
-    """The user turn: the video first, then the question (Video-R1's layout)."""
-    return [{"role": "user", "content": [{"type": "video"},
-                                         {"type": "text", "text": sample.problem}]}]
+    """The user turn: the image or video first, then the question (Video-R1's layout)."""
+    return [{"role": "user", "content": [{"type": sample.data_type},
+                                         {"type": "text", "text": user_text(sample)}]}]
 
 
 def video_kwargs(clips) -> dict:
@@ -24,11 +46,18 @@ def video_kwargs(clips) -> dict:
                 do_sample_frames=False)
 
 
+def visual_kwargs(samples, clips) -> dict:
+    """The processor's `images` and `videos` arguments for a batch mixing both, in item order."""
+    images = [c.frames[0] for s, c in zip(samples, clips) if s.data_type == "image"]
+    videos = [c for s, c in zip(samples, clips) if s.data_type != "image"]
+    return ({"images": images} if images else {}) | (video_kwargs(videos) if videos else {})
+
+
 def encode_prompts(processor, samples, clips):
     """Left-padded prompts ready for `generate`: input_ids, attention_mask and the video tensors."""
     texts = [processor.apply_chat_template(messages(s), add_generation_prompt=True,
                                            tokenize=False) for s in samples]
-    return processor(text=texts, padding=True, return_tensors="pt", **video_kwargs(clips))
+    return processor(text=texts, padding=True, return_tensors="pt", **visual_kwargs(samples, clips))
 
 
 def encode_examples(processor, samples, clips, targets: list[str]):
@@ -37,7 +66,7 @@ def encode_examples(processor, samples, clips, targets: list[str]):
                                              tokenize=False) for s in samples]
     eos = processor.tokenizer.eos_token
     texts = [p + t + eos for p, t in zip(prompts, targets)]
-    batch = processor(text=texts, padding=True, return_tensors="pt", **video_kwargs(clips))
+    batch = processor(text=texts, padding=True, return_tensors="pt", **visual_kwargs(samples, clips))
     batch["labels"] = target_labels(processor.tokenizer, batch["input_ids"], targets)
     return batch
 
@@ -51,9 +80,10 @@ def target_labels(tokenizer, input_ids: torch.Tensor, targets: list[str]) -> tor
     return labels
 
 
-VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+VISUAL_KEYS = ("pixel_values", "image_grid_thw",
+               "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 
 
-def video_inputs(batch) -> dict:
-    """The video tensors of a batch, to pass to every forward that must see the video."""
-    return {k: batch[k] for k in VIDEO_KEYS if k in batch}
+def visual_inputs(batch) -> dict:
+    """The image and video tensors of a batch, for every forward that must see them."""
+    return {k: batch[k] for k in VISUAL_KEYS if k in batch}

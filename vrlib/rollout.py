@@ -1,6 +1,6 @@
 """Rollouts with HF `generate`, and the forward pass that turns them into per-token log-probs.
 
-The log-prob forward always receives the video tensors: TRL's GRPOTrainer drops them for
+The log-prob forward always receives the image and video tensors: TRL's GRPOTrainer drops them for
 video prompts (research/ecosystem-facts.md sec. 1.1), and Video-R1's trainer silently reran
 without the video after a failure. Here a failing forward raises.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vrlib.prompts import encode_prompts, video_inputs
+from vrlib.prompts import encode_prompts, visual_inputs
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
                  "<|im_start|>")
@@ -23,7 +23,7 @@ class Rollouts:
     input_ids: torch.Tensor       # (N, P + C) left-padded prompt, then completion, then pad
     attention_mask: torch.Tensor  # (N, P + C)
     completion_mask: torch.Tensor  # (N, C) 1 up to and including the first EOS
-    video: dict                   # pixel_values_videos, video_grid_thw, second_per_grid_ts for N rows
+    visual: dict                  # image and video tensors of the N rows (prompts.VISUAL_KEYS)
     texts: list[str]              # N decoded completions, special tokens removed
     truncated: torch.Tensor       # (N,) True where no EOS came within the length budget
 
@@ -61,14 +61,14 @@ def generate(model, processor, samples: list, clips: list, *, num_generations: i
     texts = tok.batch_decode(completion.masked_fill(completion_mask == 0, tok.pad_token_id),
                              skip_special_tokens=True)
     return Rollouts(input_ids=out, attention_mask=attention_mask, completion_mask=completion_mask,
-                    video=video_inputs(batch), texts=texts, truncated=~is_eos.any(1))
+                    visual=visual_inputs(batch), texts=texts, truncated=~is_eos.any(1))
 
 
 def token_logprobs(model, rollouts: Rollouts, temperature: float = 1.0) -> torch.Tensor:
     """log pi(token | prefix, video) for every completion token: (N, C)."""
     n_completion = rollouts.completion_mask.shape[1]
     logits = model(input_ids=rollouts.input_ids, attention_mask=rollouts.attention_mask,
-                   **rollouts.video, logits_to_keep=n_completion + 1).logits  # (N, C + 1, V)
+                   **rollouts.visual, logits_to_keep=n_completion + 1).logits  # (N, C + 1, V)
     logits = logits[:, :-1].float() / temperature  # (N, C, V) position t predicts token t + 1
     logp = torch.log_softmax(logits, dim=-1)  # (N, C, V)
     return logp.gather(-1, rollouts.completion_ids.unsqueeze(-1)).squeeze(-1)  # (N, C)

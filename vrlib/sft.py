@@ -5,8 +5,8 @@ the SFT cold start (LoRA, chain-of-thought targets). TRL's SFTTrainer has no vid
 (research/ecosystem-facts.md sec. 1.4), and this loop is 30 lines.
 
 The video processor's output depends only on the clip, so it is computed once per item and
-reused every time the item is drawn (the same tensors `prompts.encode_examples` builds; checked
-in `encode_cached`'s docstring): on a 2-core CPU this is a fifth of a step.
+reused every time the item is drawn (the same tensors `prompts.encode_examples` builds, as
+tests/test_model.py checks): on a 2-core CPU this is a fifth of a step.
 """
 from __future__ import annotations
 
@@ -20,35 +20,43 @@ from vrlib.prompts import messages, target_labels, video_kwargs
 
 
 class EncodeCache:
-    """Per-item video tensors and chat prompts for one (samples, clips) list pair."""
+    """Per-item image or video tensors and chat prompts for one (samples, clips) list pair."""
 
     def __init__(self, processor, samples: list, clips: list):
         self.processor, self.samples, self.clips = processor, samples, clips
-        self.video: dict[int, dict] = {}  # id(clip) -> tensors; a clip shared by items is done once
+        self.visual: dict[int, dict] = {}  # id(clip) -> tensors; a clip shared by items is done once
         self.prompt: dict[int, str] = {}
 
     def item(self, i: int) -> tuple[str, dict]:
-        p, clip = self.processor, self.clips[i]
-        if id(clip) not in self.video:
-            out = p.video_processor(**video_kwargs([clip]), return_tensors="pt")
-            self.video[id(clip)] = {"pixel_values_videos": out["pixel_values_videos"],
-                                    "video_grid_thw": out["video_grid_thw"],
-                                    "second_per_grid_ts": p.video_processor.temporal_patch_size
-                                    / float(clip.fps)}
-        video = self.video[id(clip)]
+        p, clip, sample = self.processor, self.clips[i], self.samples[i]
+        image = sample.data_type == "image"
+        if id(clip) not in self.visual:
+            if image:
+                out = p.image_processor(images=[clip.frames[0]], return_tensors="pt")
+                self.visual[id(clip)] = {"pixel_values": out["pixel_values"],
+                                         "image_grid_thw": out["image_grid_thw"]}
+            else:
+                out = p.video_processor(**video_kwargs([clip]), return_tensors="pt")
+                self.visual[id(clip)] = {"pixel_values_videos": out["pixel_values_videos"],
+                                         "video_grid_thw": out["video_grid_thw"],
+                                         "second_per_grid_ts": p.video_processor.temporal_patch_size
+                                         / float(clip.fps)}
+        visual = self.visual[id(clip)]
         if i not in self.prompt:
-            n = int(video["video_grid_thw"][0].prod()) // p.video_processor.merge_size ** 2
-            prompt = p.apply_chat_template(messages(self.samples[i]), add_generation_prompt=True,
+            grid, token = (visual["image_grid_thw"], p.image_token) if image else \
+                (visual["video_grid_thw"], p.video_token)
+            n = int(grid[0].prod()) // p.video_processor.merge_size ** 2
+            prompt = p.apply_chat_template(messages(sample), add_generation_prompt=True,
                                            tokenize=False)
-            self.prompt[i] = prompt.replace(p.video_token, p.video_token * n, 1)
-        return self.prompt[i], video
+            self.prompt[i] = prompt.replace(token, token * n, 1)
+        return self.prompt[i], visual
 
 
 def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
     """`prompts.encode_examples` for items `idx` of the cache (targets aligned with idx).
 
-    Same keys and values: input_ids, attention_mask, mm_token_type_ids (2 on video tokens),
-    the video tensors, and labels (-100 but on the target + EOS tokens).
+    Same keys and values: input_ids, attention_mask, mm_token_type_ids (1 on image tokens,
+    2 on video tokens), the image and video tensors, and labels (-100 but on the target + EOS).
     """
     p = cache.processor
     tok = p.tokenizer
@@ -56,12 +64,19 @@ def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
     items = [cache.item(int(i)) for i in idx]
     texts = [prompt + t + eos for (prompt, _), t in zip(items, targets)]
     batch = dict(tok(texts, padding=True, return_tensors="pt"))
-    video_id = tok.convert_tokens_to_ids(p.video_token)
-    batch["mm_token_type_ids"] = (batch["input_ids"] == video_id).long() * 2  # (B, L)
-    batch["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for _, v in items])
-    batch["video_grid_thw"] = torch.cat([v["video_grid_thw"] for _, v in items])
-    batch["second_per_grid_ts"] = torch.tensor([v["second_per_grid_ts"] for _, v in items])
-    batch["labels"] = target_labels(tok, batch["input_ids"], targets)
+    ids = batch["input_ids"]  # (B, L)
+    batch["mm_token_type_ids"] = ((ids == tok.convert_tokens_to_ids(p.image_token)).long()
+                                  + 2 * (ids == tok.convert_tokens_to_ids(p.video_token)).long())
+    images = [v for _, v in items if "pixel_values" in v]
+    videos = [v for _, v in items if "pixel_values_videos" in v]
+    if images:
+        batch["pixel_values"] = torch.cat([v["pixel_values"] for v in images])
+        batch["image_grid_thw"] = torch.cat([v["image_grid_thw"] for v in images])
+    if videos:
+        batch["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in videos])
+        batch["video_grid_thw"] = torch.cat([v["video_grid_thw"] for v in videos])
+        batch["second_per_grid_ts"] = torch.tensor([v["second_per_grid_ts"] for v in videos])
+    batch["labels"] = target_labels(tok, ids, targets)
     return batch
 
 

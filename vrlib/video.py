@@ -73,6 +73,42 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
         raise
 
 
+def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
+    """Save one (H, W, 3) uint8 frame as PNG (lossless), whole or not at all."""
+    from PIL import Image
+
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"an image must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        Image.fromarray(frame).save(tmp, format="PNG")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_image(path: str | os.PathLike) -> Clip:
+    """An image as a one-frame Clip (fps 0): the prompt then carries it as an image, not a video."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "image not found", str(path))
+    try:
+        with Image.open(path) as im:
+            frame = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+    except (UnidentifiedImageError, OSError) as err:
+        raise VideoDecodeError(f"cannot decode image {path}: {err}") from err
+    return Clip(frames=frame[None], fps=0.0, indices=np.zeros(1, int), timestamps=np.zeros(1),
+                duration=0.0, native_fps=0.0, path=str(path))
+
+
 def num_frames(duration: float, total: int, *, fps: float, min_frames: int, max_frames: int) -> int:
     """How many frames to sample: duration * fps within [min_frames, max_frames] and <= total, even.
 

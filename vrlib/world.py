@@ -24,11 +24,6 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 MOTIONS: tuple[str, ...] = ("stays", "left", "right", "up", "down")
 BACKGROUND = (24, 24, 24)  # dark grey, far from every colour above
 
-QUESTION = "When does the {colour} {shape} appear?"
-INSTRUCTION = (
-    "Think step by step inside <think></think>, then give the time span in seconds "
-    'as "start to end" inside <answer></answer>.'
-)
 
 
 @dataclass
@@ -78,12 +73,18 @@ def make_scene(
       Actor('green', 'triangle', start=0, end=8, x0=22, y0=16, x1=22, y1=16, size=25)])
     (pinned in tests/test_world.py).
     """
+    return draw_scene(scene_rng(seed, index), duration=duration, fps=fps, size=size,
+                      n_actors=n_actors)
+
+
+def draw_scene(rng: np.random.Generator, *, duration: int = 8, fps: int = 4, size: int = 112,
+               n_actors: tuple[int, int] = (1, 3)) -> Scene:
+    """`make_scene` from a given generator: task families redraw with their own streams."""
     lo, hi = n_actors
     if not 1 <= lo <= hi <= min(len(COLOURS), len(SHAPES)):
         raise ValueError(f"n_actors must satisfy 1 <= lo <= hi <= {len(SHAPES)}, got {n_actors}")
     if duration < 1:
         raise ValueError(f"duration must be >= 1 second, got {duration}")
-    rng = scene_rng(seed, index)
     n = int(rng.integers(lo, hi + 1))
     colours = rng.choice(list(COLOURS), size=n, replace=False)
     shapes = rng.choice(list(SHAPES), size=n, replace=False)
@@ -92,12 +93,12 @@ def make_scene(
     for colour, shape in zip(colours, shapes):
         start = int(rng.integers(0, duration))  # uniform in [0, duration - 1]
         end = start + int(rng.integers(1, duration - start + 1))  # length in [1, duration - start]
-        x0, y0, x1, y1 = _path(rng, str(rng.choice(MOTIONS)), side, size)
+        x0, y0, x1, y1 = draw_path(rng, str(rng.choice(MOTIONS)), side, size)
         actors.append(Actor(str(colour), str(shape), start, end, x0, y0, x1, y1, side))
     return Scene(duration=duration, fps=fps, width=size, height=size, actors=actors)
 
 
-def _path(rng: np.random.Generator, motion: str, side: int, size: int) -> tuple[int, int, int, int]:
+def draw_path(rng: np.random.Generator, motion: str, side: int, size: int) -> tuple[int, int, int, int]:
     """Start and end centres that keep the whole shape in frame and move >= 30% of it."""
     lo, hi = side // 2, size - 1 - side // 2  # centre range
     shift = round(0.3 * size)
@@ -149,32 +150,28 @@ def render(scene: Scene) -> np.ndarray:
         mask = shape_mask(a.shape, a.size)  # (s, s)
         colour = np.array(COLOURS[a.colour], np.uint8)
         for k in np.flatnonzero((a.start <= t) & (t < a.end)):
-            alpha = (t[k] - a.start) / (a.end - a.start)
-            cx = round(a.x0 + alpha * (a.x1 - a.x0))
-            cy = round(a.y0 + alpha * (a.y1 - a.y0))
-            top, left = cy - a.size // 2, cx - a.size // 2
+            left, top, _, _ = box(a, t[k])
             frames[k, top : top + a.size, left : left + a.size][mask] = colour
     return frames
 
 
-def grounding_sample(scene: Scene, seed: int, index: int) -> dict:
-    """A temporal-grounding question about one actor, with its answer and a short chain of thought.
+def position(actor: Actor, t: float) -> tuple[int, int]:
+    """Pixel centre at time t (seconds): linear from (x0, y0) at `start` to (x1, y1) at `end`."""
+    alpha = (t - actor.start) / (actor.end - actor.start)
+    return (round(actor.x0 + alpha * (actor.x1 - actor.x0)),
+            round(actor.y0 + alpha * (actor.y1 - actor.y0)))
 
-    grounding_sample(make_scene(0, 0), 0, 0) targets the red circle on [2, 6): problem
-    "When does the red circle appear? " + INSTRUCTION, solution "<answer>2.0 to
-    6.0</answer>", process "<think>I look for the red circle. It is first seen at 2.0
-    seconds and last seen before 6.0 seconds, so it is visible from 2.0 to 6.0.</think>".
-    Returns those keys plus problem_type and options, the fields a `data.Sample` takes.
-    """
-    target = scene.actors[int(scene_rng(seed, index, stream=1).integers(len(scene.actors)))]
-    name, s, e = f"{target.colour} {target.shape}", float(target.start), float(target.end)
-    return {
-        "problem": QUESTION.format(colour=target.colour, shape=target.shape) + " " + INSTRUCTION,
-        "problem_type": "temporal grounding",
-        "options": [],
-        "solution": f"<answer>{s:.1f} to {e:.1f}</answer>",
-        "process": f"<think>I look for the {name}. It is {seen(s, e)}</think>",
-    }
+
+def box(actor: Actor, t: float) -> tuple[int, int, int, int]:
+    """The drawn pixel box (left, top, right, bottom), right and bottom exclusive, at time t."""
+    cx, cy = position(actor, t)
+    left, top = cx - actor.size // 2, cy - actor.size // 2
+    return left, top, left + actor.size, top + actor.size
+
+
+def visible_frames(actor: Actor, n_frames: int, fps: int) -> list[int]:
+    """Indices of the rendered frames that show the actor: start <= k / fps < end."""
+    return [k for k in range(n_frames) if actor.start <= k / fps < actor.end]
 
 
 def seen(start: float, end: float) -> str:
@@ -210,3 +207,116 @@ def caption(scene: Scene) -> str:
         f"a {a.colour} {a.shape} is seen from {a.start:.1f} to {a.end:.1f} and {motion(a)}."
         for a in actors
     )
+
+
+# ----------------------------------------------------------------------------- text (OCR)
+# A 3x5 bitmap font, upper case drawn from "#" cells: big blocky letters stay legible after
+# downscaling to the model's 56x56 frames, and need no font file (reproducible anywhere).
+FONT: dict[str, tuple[str, ...]] = {
+    "a": (".#.", "#.#", "###", "#.#", "#.#"), "b": ("##.", "#.#", "##.", "#.#", "##."),
+    "c": ("###", "#..", "#..", "#..", "###"), "d": ("##.", "#.#", "#.#", "#.#", "##."),
+    "e": ("###", "#..", "##.", "#..", "###"), "g": ("###", "#..", "#.#", "#.#", "###"),
+    "h": ("#.#", "#.#", "###", "#.#", "#.#"), "k": ("#.#", "##.", "#..", "##.", "#.#"),
+    "m": ("#.#", "###", "###", "#.#", "#.#"), "n": ("##.", "#.#", "#.#", "#.#", "#.#"),
+    "o": ("###", "#.#", "#.#", "#.#", "###"), "p": ("###", "#.#", "###", "#..", "#.."),
+    "r": ("##.", "#.#", "##.", "#.#", "#.#"), "s": ("###", "#..", "###", "..#", "###"),
+    "t": ("###", ".#.", ".#.", ".#.", ".#."), "u": ("#.#", "#.#", "#.#", "#.#", "###"),
+    "x": ("#.#", "#.#", ".#.", "#.#", "#.#"), "y": ("#.#", "#.#", ".#.", ".#.", ".#."),
+}
+WORDS = ("cat", "dog", "sun", "box", "red", "cup", "hat", "map", "pen", "key", "bus", "toy")
+TEXT_COLOUR = COLOURS["yellow"]
+
+
+def word_mask(word: str, scale: int) -> np.ndarray:
+    """Boolean (5 * scale, (4 * len - 1) * scale) mask of a word; one blank column between letters."""
+    rows = ["." .join(FONT[c][r] for c in word) for r in range(5)]  # (5, 4 * len - 1) cells
+    cells = np.array([[ch == "#" for ch in row] for row in rows])
+    return cells.repeat(scale, 0).repeat(scale, 1)
+
+
+def draw_word(frames: np.ndarray, word: str, frame_ids, left: int, top: int, scale: int) -> None:
+    """Paint `word` in TEXT_COLOUR onto frames[frame_ids] (in place) with its corner at (left, top)."""
+    mask = word_mask(word, scale)
+    h, w = mask.shape
+    for k in frame_ids:
+        frames[k, top:top + h, left:left + w][mask] = TEXT_COLOUR
+
+
+# ----------------------------------------------------------------------------- cups (latent state)
+SLOTS = ("left", "middle", "right")
+
+
+@dataclass
+class CupGame:
+    """VideoReasonBench-style latent state: a ball shown under one of three identical cups,
+    then hidden while pairs of cups swap places, one swap per second from `first_swap`."""
+
+    ball: int  # slot index (0 left, 1 middle, 2 right) of the cup over the ball at the start
+    swaps: list[tuple[int, int]]  # slot pairs (a < b), in order
+    reveal: int = 1  # seconds during which the ball is shown below its cup
+    first_swap: int = 2  # seconds
+
+
+def ball_after(game: CupGame, n_swaps: int | None = None) -> int:
+    """Slot of the ball after the first n swaps (all by default)."""
+    slot = game.ball
+    for a, b in game.swaps[:n_swaps]:
+        slot = b if slot == a else a if slot == b else slot
+    return slot
+
+
+def render_cups(game: CupGame, *, duration: int, fps: int, size: int) -> np.ndarray:
+    """Frames (duration * fps, H, W, 3): white cups, a red ball below one during the reveal.
+
+    In a swap the cup moving right arcs up and the one moving left arcs down, so identical
+    cups stay tellable apart by their paths: the state is latent but trackable.
+    """
+    if game.first_swap + len(game.swaps) > duration:
+        raise ValueError(f"{len(game.swaps)} swaps from {game.first_swap}s do not fit {duration}s")
+    n = duration * fps
+    frames = np.empty((n, size, size, 3), np.uint8)  # (T, H, W, 3)
+    frames[:] = BACKGROUND
+    side, ball_side = round(0.22 * size), round(0.14 * size)
+    xs = [round(size * (1 + 2 * i) / 6) for i in range(3)]  # slot centres
+    y, lift = round(0.4 * size), round(0.2 * size)
+    cup, ball = shape_mask("square", side), shape_mask("circle", ball_side)
+
+    def paint(k: int, mask: np.ndarray, cx: float, cy: float, colour: str) -> None:
+        s = mask.shape[0]
+        top, left = round(cy) - s // 2, round(cx) - s // 2
+        frames[k, top:top + s, left:left + s][mask] = COLOURS[colour]
+
+    for k in range(n):
+        t = k / fps
+        i = int(np.floor(t - game.first_swap))  # swap in progress, if 0 <= i < len(swaps)
+        moving = game.swaps[i] if 0 <= i < len(game.swaps) else None
+        for slot in range(3):
+            cx, cy = xs[slot], y
+            if moving and slot in moving:
+                alpha = t - game.first_swap - i
+                a, b = moving
+                other = b if slot == a else a
+                cx = xs[slot] + alpha * (xs[other] - xs[slot])
+                cy = y - np.sin(np.pi * alpha) * lift * (1 if slot == a else -1)  # a moves right, up
+            paint(k, cup, cx, cy, "white")
+        if t < game.reveal:
+            paint(k, ball, xs[game.ball], y + side, "red")
+    return frames
+
+
+# ----------------------------------------------------------------------------- reading frames
+def observe(frames: np.ndarray, colour: str, *, tol: int = 60, min_pixels: int = 6
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Where a colour is in each frame: (T,) visible and (T, 2) centre (x, y), NaN if unseen.
+
+    Reads decoded frames, so tests can check a question's answer against the pixels the model
+    sees (e.g. that shuffling the frames changes the answer of an order question).
+    """
+    target = np.array(COLOURS[colour], np.int16)
+    hit = (np.abs(frames.astype(np.int16) - target) < tol).all(-1)  # (T, H, W)
+    visible = hit.sum((1, 2)) >= min_pixels  # (T,)
+    centre = np.full((len(frames), 2), np.nan)
+    for k in np.flatnonzero(visible):
+        ys, xs = np.nonzero(hit[k])
+        centre[k] = xs.mean(), ys.mean()
+    return visible, centre
