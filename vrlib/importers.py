@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from vrlib import rewards, video
 from vrlib.data import DATA_TYPES, RecordError, Sample
 
@@ -53,23 +51,15 @@ def probe(path: PathLike, data_type: str) -> tuple[float, float]:
         if not frames:
             raise FileNotFoundError(2, "no .jpg frames in folder", str(path))
         for frame in frames[:1] + frames[-1:]:
-            _decode_image(frame)
+            video.read_image(frame)
         return 0.0, 0.0  # a folder of frames has no clock
     if not path.is_file():
         raise FileNotFoundError(2, "media not found", str(path))
     if data_type == "image":
-        _decode_image(path)
+        video.read_image(path)
         return 0.0, 0.0
     clip = video.sample_frames(path, min_frames=2, max_frames=2)  # the first and last frames
     return clip.duration, clip.native_fps
-
-
-def _decode_image(path: Path) -> None:
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError) as err:  # what PIL raises for a bad file
-        raise video.VideoDecodeError(f"cannot decode image {path}: {err}") from err
 
 
 # ----------------------------------------------------------------------------- record checks
@@ -193,10 +183,13 @@ def _grounding(b: _Builder, where: str, vid: str, k: int, sentence: str,
                span: tuple[float, float], data_source: str) -> None:
     # VideoChat-R1 grpo_tasks.py load_json_dataset_tg: the query is stripped, lower-cased and
     # loses one trailing "."; the video is VID.mp4; the answer "s to e" in seconds with two
-    # decimals, as its TG prompt asks ("For example: 12.54 to 17.83").
+    # decimals, as its TG prompt asks ("For example: 12.54 to 17.83"). The problem is the first
+    # sentence of that prompt; `prompts.user_text` adds the answer format.
     query = sentence.strip().lower()
+    query = query[:-1] if query.endswith(".") else query
     b.add(where, "sentence", f"{vid}.mp4", problem_id=f"{vid}_{k}",
-          problem=query[:-1] if query.endswith(".") else query, data_type="video",
+          problem=f'To accurately pinpoint the event "{query}" in the video, determine the '
+                  "precise time period of the event.", data_type="video",
           problem_type="temporal grounding", data_source=data_source,
           solution=f"<answer>{span[0]:.2f} to {span[1]:.2f}</answer>")
 

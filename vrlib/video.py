@@ -103,7 +103,7 @@ def read_image(path: str | os.PathLike) -> Clip:
     try:
         with Image.open(path) as im:
             frame = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # what PIL raises
         raise VideoDecodeError(f"cannot decode image {path}: {err}") from err
     return Clip(frames=frame[None], fps=0.0, indices=np.zeros(1, int), timestamps=np.zeros(1),
                 duration=0.0, native_fps=0.0, path=str(path))

@@ -1,0 +1,295 @@
+"""vrlib.importers: each real format to data.Sample, media checked, bad records named.
+
+The fixtures in tests/fixtures/importers/ are small files in each data set's own format;
+the media they name are rendered here as tiny real MP4s (2 s at 4 fps), a PNG and JPG frames.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vrlib import importers, video, world
+from vrlib.data import RecordError, load_split, read_jsonl, write_jsonl
+from vrlib.rewards import accuracy_reward, format_reward, glue_iou_reward
+
+FIXTURES = Path(__file__).parent / "fixtures" / "importers"
+
+# The media each fixture names, relative to the media root.
+VIDEOS = [
+    "LLaVA-Video-178K/liwei_youtube_videos/videos/youtube_video_2024/ytb_7nRmsEw7nsE.mp4",
+    "NeXT-QA/NExTVideo/1025/3238737531.mp4",
+    "CLEVRER/video_validation/video_10000-11000/video_10023.mp4",
+    "Spatial/SpaceLLaVA/scene_00412.mp4",
+    "3MSZA.mp4", "AO8RW.mp4", "Y6R7T.mp4",  # Charades-STA, both formats
+    "GOT-10k/val/GOT-10k_Val_000002.mp4", "GOT-10k/val/GOT-10k_Val_000003.mp4",
+    "1025/4010069381.mp4", "1025/3238737531.mp4", "0071/2435100235.mp4",  # NExT-GQA
+]
+IMAGES = ["Chart/chartqa/train/png/two_col_61042.png"]
+FRAME_DIRS = ["GOT-10k/val/GOT-10k_Val_000001"]
+
+# importer, fixture, how many samples it holds
+CASES = [
+    (importers.video_r1, "video_r1.json", 5),
+    (importers.charades_sta, "charades_sta.txt", 4),
+    (importers.videochat_r1_grounding, "videochat_r1_grounding.json", 4),
+    (importers.videochat_r1_got, "videochat_r1_got.json", 3),
+    (importers.videochat_r1_gqa, "videochat_r1_gqa.json", 3),
+]
+IDS = [fixture.split(".")[0] for _, fixture, _ in CASES]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    for i, name in enumerate(VIDEOS):
+        video.write_mp4(root / name, world.render(world.make_scene(0, i, duration=2)), 4)
+    frames = world.render(world.make_scene(1, 0, duration=2))  # (8, 112, 112, 3)
+    for name in IMAGES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frames[0]).save(root / name)
+    for name in FRAME_DIRS:  # GOT-10k's layout: 00000001.jpg, 00000002.jpg, ...
+        (root / name).mkdir(parents=True)
+        for k, frame in enumerate(frames, start=1):
+            Image.fromarray(frame).save(root / name / f"{k:08d}.jpg")
+    return root
+
+
+@pytest.fixture
+def media_copy(media, tmp_path) -> Path:
+    """A copy of the media root that a test may break."""
+    return Path(shutil.copytree(media, tmp_path / "media"))
+
+
+def write(tmp_path: Path, name: str, content) -> Path:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def fixture_records(name: str):
+    return json.loads((FIXTURES / name).read_text())
+
+
+# ----------------------------------------------------------------------------- good files
+@pytest.mark.parametrize("importer, fixture, n", CASES, ids=IDS)
+def test_fixture_imports_round_trips_and_scores_its_own_solution(importer, fixture, n, media, tmp_path):
+    got = importer(FIXTURES / fixture, media)
+    assert len(got.samples) == n and got.skipped == []
+    assert len({s.problem_id for s in got.samples}) == n
+    for s in got.samples:
+        assert Path(s.path).is_absolute() and Path(s.path).exists()
+        if s.data_type == "image" or Path(s.path).is_dir():
+            assert (s.duration, s.fps) == (0.0, 0.0)
+        else:  # measured from the file, not copied from the annotation
+            assert (s.duration, s.fps) == pytest.approx((2.0, 4.0))
+        completion = "<think>x</think>" + s.solution
+        assert accuracy_reward(completion, s) == 1.0
+        assert format_reward(completion, s) == 1.0
+        if s.problem_type == "grounded QA":
+            assert glue_iou_reward(completion, s) == 1.0
+    write_jsonl(tmp_path / "out.jsonl", got.samples)
+    assert read_jsonl(tmp_path / "out.jsonl") == got.samples
+
+
+def test_video_r1_fields(media):
+    by_id = {s.problem_id: s for s in importers.video_r1(FIXTURES / "video_r1.json", media).samples}
+    assert set(by_id) == {"2", "1531", "40211", "188302", "250117"}  # int ids become strings
+    mc = by_id["1531"]
+    assert mc.options[:2] == ["A. to support himself", "B. to reach the toy"]  # "A) ..." normalised
+    assert mc.problem == "Why did the boy put his hand on the table at the end?"  # kept as given
+    assert mc.process.startswith("<think>Let me think.") and by_id["2"].process == ""
+    assert mc.path == str(media / "NeXT-QA/NExTVideo/1025/3238737531.mp4")
+    assert mc.data_source == "NeXT-QA"
+    image = by_id["188302"]
+    assert (image.data_type, image.problem_type) == ("image", "free-form")
+
+
+def test_charades_sta_follows_videochat_r1(media):
+    samples = importers.charades_sta(FIXTURES / "charades_sta.txt", media).samples
+    first = samples[0]
+    assert first.problem_id == "3MSZA_0" and samples[1].problem_id == "3MSZA_1"
+    # lower-cased, trailing "." dropped, in VideoChat-R1's TG question
+    assert first.problem == ('To accurately pinpoint the event "person turn a light on" in the '
+                             "video, determine the precise time period of the event.")
+    assert samples[3].solution == "<answer>11.20 to 18.75</answer>"
+    assert (first.problem_type, first.options, first.data_source) == (
+        "temporal grounding", [], "Charades-STA")
+    assert first.path == str(media / "3MSZA.mp4")
+
+
+def test_videochat_r1_grounding_matches_charades_sta(media):
+    tg = importers.videochat_r1_grounding(FIXTURES / "videochat_r1_grounding.json", media)
+    sta = importers.charades_sta(FIXTURES / "charades_sta.txt", media)
+    assert tg.samples == sta.samples  # the same four queries in two formats
+    anet = importers.videochat_r1_grounding(FIXTURES / "videochat_r1_grounding.json", media,
+                                            data_source="ActivityNet-Captions")
+    assert {s.data_source for s in anet.samples} == {"ActivityNet-Captions"}
+
+
+def test_videochat_r1_got_states_object_and_first_box(media):
+    samples = importers.videochat_r1_got(FIXTURES / "videochat_r1_got.json", media).samples
+    frames = samples[0]
+    assert frames.problem == ('Track the "ship" in the video based on its initial coordinates '
+                              '"[0.3125, 0.4097, 0.4703, 0.6139]".')
+    assert frames.solution.startswith("<answer>[[0.3125, 0.4097, 0.4703, 0.6139], [0.3203,")
+    assert frames.data_type == "video" and Path(frames.path).is_dir()
+    assert frames.problem_id == "GOT-10k/val/GOT-10k_Val_000001"
+    assert samples[1].path.endswith("GOT-10k_Val_000002.mp4")
+
+
+def test_videochat_r1_gqa_options_answer_and_glue(media):
+    samples = importers.videochat_r1_gqa(FIXTURES / "videochat_r1_gqa.json", media).samples
+    first, second, third = samples
+    assert first.options[0] == "A. share with the girl"
+    assert first.solution == "<answer>C</answer><glue>[(12.3, 20.5)]</glue>"
+    assert second.solution == "<answer>B</answer><glue>[(3.0, 7.5), (15.1, 19.9)]</glue>"
+    assert first.path == str(media / "1025/4010069381.mp4")  # ".mp4" added
+    assert second.path == str(media / "1025/3238737531.mp4")  # extension kept, not doubled
+    assert (third.problem_id, third.data_source) == ("5523", "NExT-GQA/CH")
+
+
+def test_imported_videos_load_with_load_split(media, tmp_path):
+    """Absolute paths survive the JSONL: load_split decodes them from any folder."""
+    samples = importers.charades_sta(FIXTURES / "charades_sta.txt", media).samples
+    write_jsonl(tmp_path / "elsewhere" / "eval.jsonl", samples)
+    _, clips = load_split(tmp_path / "elsewhere" / "eval.jsonl", fps=2.0, min_frames=4, max_frames=4)
+    assert [len(c.frames) for c in clips] == [4, 4, 4, 4]
+
+
+# ----------------------------------------------------------------------------- bad media
+@pytest.mark.parametrize("importer, fixture, n", CASES, ids=IDS)
+def test_missing_media_stops_or_is_skipped_and_counted(importer, fixture, n, media_copy):
+    first = importer(FIXTURES / fixture, media_copy).samples[0].path
+    shutil.rmtree(first) if Path(first).is_dir() else Path(first).unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        importer(FIXTURES / fixture, media_copy)
+    assert first in str(err.value)
+    got = importer(FIXTURES / fixture, media_copy, on_bad_media="skip")
+    samples_on_it = 2 if fixture in ("charades_sta.txt", "videochat_r1_grounding.json") else 1
+    assert len(got.samples) == n - samples_on_it
+    assert [path for path, _ in got.skipped] == [first] * samples_on_it
+    assert first in got.skipped[0][1]  # the reason names the path too
+
+
+def test_corrupt_video_raises_decode_error_naming_path(media_copy):
+    bad = media_copy / "AO8RW.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 20)
+    with pytest.raises(video.VideoDecodeError, match="AO8RW.mp4"):
+        importers.charades_sta(FIXTURES / "charades_sta.txt", media_copy)
+    got = importers.charades_sta(FIXTURES / "charades_sta.txt", media_copy, on_bad_media="skip")
+    assert len(got.samples) == 3 and got.skipped[0][0] == str(bad)
+
+
+def test_corrupt_image_and_frame_raise_decode_error(media_copy):
+    png = media_copy / IMAGES[0]
+    png.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(video.VideoDecodeError, match="two_col_61042.png"):
+        importers.video_r1(FIXTURES / "video_r1.json", media_copy)
+    jpg = media_copy / FRAME_DIRS[0] / "00000008.jpg"  # the last frame of the sequence
+    jpg.write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(video.VideoDecodeError, match="00000008.jpg"):
+        importers.videochat_r1_got(FIXTURES / "videochat_r1_got.json", media_copy)
+
+
+def test_frame_folder_without_jpg_frames_is_missing_media(media_copy):
+    folder = media_copy / FRAME_DIRS[0]
+    for jpg in folder.glob("*.jpg"):
+        jpg.unlink()
+    with pytest.raises(FileNotFoundError, match="GOT-10k_Val_000001"):
+        importers.videochat_r1_got(FIXTURES / "videochat_r1_got.json", media_copy)
+
+
+def test_on_bad_media_must_be_stop_or_skip(media):
+    with pytest.raises(ValueError, match="on_bad_media"):
+        importers.video_r1(FIXTURES / "video_r1.json", media, on_bad_media="ignore")
+
+
+# ----------------------------------------------------------------------------- bad records
+def _edit(fixture: str, index, key: str, value):
+    records = fixture_records(fixture)
+    records[index][key] = value
+    return records
+
+
+MALFORMED = [  # importer, file name, content, what the message must say
+    (importers.video_r1, "v.json", _edit("video_r1.json", 1, "problem_type", "essay"),
+     "v.json:[1]: field 'problem_type'"),
+    (importers.video_r1, "v.json", _edit("video_r1.json", 2, "solution", "2"),
+     "v.json:[2]: field 'solution'"),
+    (importers.video_r1, "v.json", _edit("video_r1.json", 0, "solution", "<answer>F</answer>"),
+     "v.json:[0]: field 'solution': answer 'F'"),
+    (importers.video_r1, "v.json", _edit("video_r1.json", 2, "solution", "<answer>two</answer>"),
+     "v.json:[2]: field 'solution'"),
+    (importers.video_r1, "v.json", _edit("video_r1.json", 3, "problem_id", None),
+     "v.json:[3]: field 'problem_id'"),
+    (importers.video_r1, "v.json", _edit("video_r1.json", 1, "process", "no think tags"),
+     "v.json:[1]: field 'process'"),
+    (importers.video_r1, "v.json", '[{"problem_id": 1,\n "problem": }]', "v.json:2: invalid JSON"),
+    (importers.video_r1, "v.json", {"problem_id": 1}, "v.json: expected a JSON list"),
+    (importers.charades_sta, "c.txt", "3MSZA 24.3 30.4##a.\nAO8RW 6.9##person sits.\n",
+     "c.txt:2: field '<line>'"),
+    (importers.charades_sta, "c.txt", "3MSZA 24.3 30.4##a.\nAO8RW 6.9 x##person sits.\n",
+     "c.txt:2: field 'start/end': expected numbers"),
+    (importers.charades_sta, "c.txt", "3MSZA 30.4 24.3##person turns a light on.\n",
+     "c.txt:1: field 'start/end': expected [start, end] with 0 <= start <= end"),
+    (importers.videochat_r1_grounding, "g.json",
+     {"3MSZA": {"duration": 30.96, "timestamps": [[24.3, 30.4]], "sentences": []}},
+     "g.json:[\"3MSZA\"]: field 'sentences'"),
+    (importers.videochat_r1_grounding, "g.json",
+     {"3MSZA": {"duration": 30.96, "timestamps": [[24.3]], "sentences": ["a."]}},
+     "g.json:[\"3MSZA\"]: field 'timestamps[0]'"),
+    (importers.videochat_r1_got, "t.json", _edit("videochat_r1_got.json", 2, "gt", [[0.5, 0.5, 0.6]]),
+     "t.json:[2]: field 'gt[0]'"),
+    (importers.videochat_r1_got, "t.json", _edit("videochat_r1_got.json", 1, "gt", [[12, 40, 96, 120]]),
+     "t.json:[1]: field 'gt[0]': expected a normalised box"),
+    (importers.videochat_r1_got, "t.json", _edit("videochat_r1_got.json", 0, "object", ""),
+     "t.json:[0]: field 'object': empty"),
+    (importers.videochat_r1_gqa, "q.json", _edit("videochat_r1_gqa.json", 0, "answer", "(F)"),
+     "q.json:[0]: field 'answer'"),
+    (importers.videochat_r1_gqa, "q.json", _edit("videochat_r1_gqa.json", 1, "options", ["A. crawls"]),
+     "q.json:[1]: field 'options[0]'"),
+    (importers.videochat_r1_gqa, "q.json", _edit("videochat_r1_gqa.json", 2, "glue", [[34.75, 30.25]]),
+     "q.json:[2]: field 'glue[0]'"),
+    (importers.videochat_r1_gqa, "q.json", _edit("videochat_r1_gqa.json", 2, "type", 3),
+     "q.json:[2]: field 'type'"),
+]
+
+
+@pytest.mark.parametrize("importer, name, content, message", MALFORMED)
+def test_malformed_record_names_file_place_and_field(importer, name, content, message, media, tmp_path):
+    path = write(tmp_path, name, content)
+    with pytest.raises(RecordError) as err:
+        importer(path, media)
+    assert str(err.value).startswith(str(path))
+    assert message in str(err.value)
+
+
+DUPLICATES = [  # importer, file name, content, what the message must say
+    (importers.video_r1, "v.json", _edit("video_r1.json", 3, "problem_id", 2),
+     "v.json:[3]: field 'problem_id': duplicate '2', first at"),
+    (importers.videochat_r1_gqa, "q.json", _edit("videochat_r1_gqa.json", 2, "id", "4010069381_6"),
+     "q.json:[2]: field 'id': duplicate '4010069381_6'"),
+    (importers.videochat_r1_got, "t.json",
+     _edit("videochat_r1_got.json", 2, "path", "GOT-10k/val/GOT-10k_Val_000002.mp4"),
+     "t.json:[2]: field 'path': duplicate"),
+    (importers.charades_sta, "c.txt",
+     "AO8RW 0.0 6.9##a person sits.\n3MSZA 1 2##x.\nAO8RW 0 6.90##a person sits.\n",
+     "c.txt:3: field 'sentence': duplicate of line 1"),
+    (importers.videochat_r1_grounding, "g.json",
+     '{"AO8RW": {"timestamps": [[0, 6.9]], "sentences": ["a."]},\n'
+     ' "AO8RW": {"timestamps": [[1, 2]], "sentences": ["b."]}}',
+     "g.json: field 'AO8RW': duplicate key"),
+]
+
+
+@pytest.mark.parametrize("importer, name, content, message", DUPLICATES)
+def test_duplicate_ids_are_rejected(importer, name, content, message, media, tmp_path):
+    path = write(tmp_path, name, content)
+    with pytest.raises(RecordError) as err:
+        importer(path, media)
+    assert message in str(err.value)
