@@ -162,6 +162,14 @@ def choice(seed: int, index: int, spec: WorldSpec) -> Item:
 DIRECTIONS = ("left", "right", "up", "down")
 
 
+def _order_matters(scene: Scene) -> bool:
+    """Distinct starts, and the first to appear is not the last to vanish: played backwards,
+    another shape appears first."""
+    first = min(scene.actors, key=lambda a: a.start)
+    return (len({a.start for a in scene.actors}) == len(scene.actors)
+            and first.end < max(a.end for a in scene.actors))
+
+
 def order(seed: int, index: int, spec: WorldSpec) -> Item:
     """Multiple choice whose answer depends on the order of frames: shuffle them and it changes.
 
@@ -170,8 +178,7 @@ def order(seed: int, index: int, spec: WorldSpec) -> Item:
     """
     rng = world.scene_rng(seed, index, stream=2)
     if rng.random() < 0.5:
-        scene = _scene(seed, index, spec, n_actors=(2, 3),
-                       ok=lambda s: len({a.start for a in s.actors}) == len(s.actors))
+        scene = _scene(seed, index, spec, n_actors=(2, 3), ok=_order_matters)
         by_start = sorted(scene.actors, key=lambda a: a.start)
         first, second = by_start[0], by_start[1]
         options, letter = _choice(rng, _name(first), [_name(a) for a in scene.actors],

@@ -224,7 +224,7 @@ FONT: dict[str, tuple[str, ...]] = {
     "x": ("#.#", "#.#", ".#.", "#.#", "#.#"), "y": ("#.#", "#.#", ".#.", ".#.", ".#."),
 }
 WORDS = ("cat", "dog", "sun", "box", "red", "cup", "hat", "map", "pen", "key", "bus", "toy")
-TEXT_COLOUR = COLOURS["yellow"]
+TEXT_COLOUR = (30, 220, 220)  # cyan: no actor has it, so text and shapes never mix
 
 
 def word_mask(word: str, scale: int) -> np.ndarray:
@@ -235,7 +235,7 @@ def word_mask(word: str, scale: int) -> np.ndarray:
 
 
 def draw_word(frames: np.ndarray, word: str, frame_ids, left: int, top: int, scale: int) -> None:
-    """Paint `word` in TEXT_COLOUR onto frames[frame_ids] (in place) with its corner at (left, top)."""
+    """Paint `word` in TEXT_COLOUR (cyan) onto frames[frame_ids] (in place) with its corner at (left, top)."""
     mask = word_mask(word, scale)
     h, w = mask.shape
     for k in frame_ids:
