@@ -293,3 +293,15 @@ def test_duplicate_ids_are_rejected(importer, name, content, message, media, tmp
     with pytest.raises(RecordError) as err:
         importer(path, media)
     assert message in str(err.value)
+
+
+def test_import_sources_concatenates_and_names_bad_entries(media):
+    got = importers.import_sources([
+        {"format": "charades_sta", "path": str(FIXTURES / "charades_sta.txt"), "media_root": str(media)},
+        {"format": "videochat_r1_gqa", "path": str(FIXTURES / "videochat_r1_gqa.json"),
+         "media_root": str(media)}])
+    assert {s.problem_type for s in got.samples} == {"temporal grounding", "grounded QA"}
+    with pytest.raises(ValueError, match="unknown format 'charades'; known: video_r1"):
+        importers.import_sources([{"format": "charades", "path": "x", "media_root": "y"}])
+    with pytest.raises(ValueError, match="entry 0: expected keys format, path, media_root"):
+        importers.import_sources([{"format": "charades_sta", "path": "x"}])

@@ -52,8 +52,10 @@ def ranked(traces: list[dict], n: int) -> tuple[list[dict], list[dict]]:
 
 def show_frames(ax_row, clip, n: int | None = None) -> None:
     """Draw up to len(ax_row) evenly spaced frames of a clip with their timestamps."""
-    n = n or len(ax_row)
+    n = min(n or len(ax_row), len(clip.frames))  # an image is one frame
     idx = np.linspace(0, len(clip.frames) - 1, n).round().astype(int)
+    for ax in ax_row[n:]:
+        ax.axis("off")
     for ax, i in zip(ax_row, idx):
         ax.imshow(clip.frames[i])
         ax.set_title(f"{clip.timestamps[i]:.1f}s", fontsize=8)

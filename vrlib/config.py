@@ -16,19 +16,30 @@ class ParamsError(ValueError):
     """A params.yaml section has a key no stage reads, or a value of the wrong kind."""
 
 
+ALL_FAMILIES = ("grounding", "tracking", "choice", "order", "count", "distance", "ocr",
+                "describe", "gqa", "cups", "image")
+
+
 @dataclass
 class DataParams:
-    """Stage `data`: the synthetic video world and how videos are sampled for the model."""
+    """Stage `data`: the synthetic video world (or imported real data) and how videos are
+    sampled for the model."""
 
     n_pretrain: int = 2000
-    """videos for the tiny base model's perception pretraining, built with
-    `build_split(task="inventory")` (the "caption" task left the base video-blind)."""
-    n_sft: int = 100
-    """grounding items with a chain of thought for the SFT cold start."""
+    """videos for the tiny base model's perception pretraining (family "inventory": every shape
+    and when it is visible; start-sorted captions left the base video-blind)."""
+    n_sft: int = 330
+    """items with a chain of thought for the SFT cold start, drawn from `families`."""
     n_rl: int = 500
-    """grounding items (question + solution) for GRPO."""
-    n_eval: int = 200
-    """held-out grounding items for evaluation (never seen in training)."""
+    """items (question + solution) for GRPO, drawn from `families`."""
+    n_eval: int = 220
+    """held-out items for evaluation (never seen in training), drawn from `families`."""
+    families: dict = field(default_factory=lambda: {f: 1 for f in ALL_FAMILIES})
+    """task family -> integer weight in the sft, rl and eval splits (vrlib.tasks; 0 leaves it out)."""
+    kim: bool = True
+    """write a key-information-missing copy of each rl video (VideoPerceiver), named in `kim_path`."""
+    track_boxes: int = 4
+    """boxes asked per tracking item, first and last frame included (VideoChat-R1: 8)."""
     duration: int = 8
     """length of each synthetic video, seconds."""
     render_fps: int = 4
@@ -43,6 +54,13 @@ class DataParams:
     """most frames sampled from a video (Video-R1: 16)."""
     max_pixels: int = 56 * 56
     """pixel budget per frame handed to the processor (Video-R1: 128*28*28)."""
+    imports: dict = field(default_factory=dict)
+    """split -> list of {format, path, media_root}: real data replacing that world split, e.g.
+    {eval: [{format: charades_sta, path: /data/charades/test.txt, media_root: /data/charades/videos}]}
+    (formats: vrlib.importers.FORMATS)."""
+    on_bad_media: str = "stop"
+    """stop | skip: what an import does with a missing or undecodable media file (skips are
+    counted in metrics/data.json)."""
 
 
 @dataclass
@@ -90,7 +108,7 @@ class RFTParams:
     samples broken formats at 0.4 and above (every reward 0, no signal); at 0.2 ~95% are
     well formed and 50-100% of groups have reward variance."""
     top_p: float = 1.0
-    max_completion_length: int = 64
+    max_completion_length: int = 96
     """most new tokens per rollout (Video-R1: 768 on real models)."""
     lr: float = 1e-4
     grad_clip: float = 1.0
@@ -116,7 +134,7 @@ class RFTParams:
 class EvalParams:
     """Stage `evaluation` (not `eval`: papermill would shadow the builtin)."""
 
-    max_new_tokens: int = 64
+    max_new_tokens: int = 96
     batch_size: int = 32
     recalls: list = field(default_factory=lambda: [0.3, 0.5, 0.7])
     """IoU thresholds of the R@k metrics (Charades-STA convention)."""

@@ -299,3 +299,26 @@ def videochat_r1_gqa(json_path: PathLike, media_root: PathLike, *, on_bad_media:
               options=options, solution=f"<answer>{answer}</answer><glue>[{glue}]</glue>",
               data_source=f"NExT-GQA/{_get(r, 'type', where)}")
     return b.out
+
+
+FORMATS = {"video_r1": video_r1, "charades_sta": charades_sta,
+           "videochat_r1_grounding": videochat_r1_grounding, "videochat_r1_got": videochat_r1_got,
+           "videochat_r1_gqa": videochat_r1_gqa}
+"""`format` names accepted in params.yaml `data.imports`."""
+
+
+def import_sources(sources: list[dict], *, on_bad_media: str = "stop") -> Imported:
+    """Concatenate the imports of one split, each {format, path, media_root}; ids stay unique
+    (`data.write_jsonl` rejects a duplicate across sources)."""
+    out = Imported()
+    for i, src in enumerate(sources):
+        if not isinstance(src, dict) or set(src) != {"format", "path", "media_root"}:
+            raise ValueError(f"data.imports entry {i}: expected keys format, path, media_root; "
+                             f"got {src!r}")
+        if src["format"] not in FORMATS:
+            raise ValueError(f"data.imports entry {i}: unknown format {src['format']!r}; "
+                             f"known: {', '.join(FORMATS)}")
+        got = FORMATS[src["format"]](src["path"], src["media_root"], on_bad_media=on_bad_media)
+        out.samples += got.samples
+        out.skipped += got.skipped
+    return out

@@ -1,0 +1,58 @@
+"""vrlib.evaluate: per-task metrics on hand-computed traces, and the README tables."""
+from __future__ import annotations
+
+import pytest
+
+from vrlib.data import Sample
+from vrlib.evaluate import overview_table, results_table, score_traces, task_metrics
+
+
+def sample(i, problem_type, solution, source, options=()):
+    return Sample(problem_id=f"q{i}", problem="?", data_type="video", problem_type=problem_type,
+                  options=list(options), solution=solution, path="x.mp4", data_source=source,
+                  duration=8.0, fps=4.0)
+
+
+def wrap(answer):
+    return f"<think>t</think><answer>{answer}</answer>"
+
+
+def test_task_metrics_by_hand():
+    samples = [
+        sample(0, "temporal grounding", "<answer>2.0 to 6.0</answer>", "world/grounding/span"),
+        sample(1, "temporal grounding", "<answer>0.0 to 4.0</answer>", "world/grounding/span"),
+        sample(2, "regression", "<answer>40</answer>", "world/distance/path"),
+        sample(3, "grounded QA", "<answer>B</answer><glue>[(2.0, 6.0)]</glue>", "world/gqa/colour",
+               ["A. red", "B. blue"]),
+        sample(4, "tracking", "<answer>[[0, 0, 0.5, 0.5], [0, 0, 0.5, 0.5]]</answer>", "GoT"),
+    ]
+    texts = [wrap("3.0 to 6.0"),  # IoU 3/4
+             "no tags",  # IoU 0, format 0
+             wrap("30"),  # 1 - 10/40 = 0.75; MRA: rel err 0.25 < 1 - C for C in 0.50..0.70 -> 5/10
+             wrap("B") + "<glue>[(4.0, 6.0)]</glue>",  # letter right, glue IoU 2/4
+             wrap("[[0, 0, 0.5, 0.5], [0, 0, 0.25, 0.5]]")]  # box IoUs 1 and 0.5 -> 0.75
+    traces = score_traces("sft", samples, texts, [False] * 5)
+    m = task_metrics(traces, [0.3, 0.5, 0.7])
+    assert m["grounding"] == {"mIoU": 37.5, "format": 50.0, "R@0.3": 50.0, "R@0.5": 50.0,
+                              "R@0.7": 50.0, "n": 2, "problem_type": "temporal grounding"}
+    assert m["distance"] == {"accuracy": 75.0, "format": 100.0, "MRA": 50.0, "n": 1,
+                             "problem_type": "regression"}
+    assert m["gqa"]["accuracy"] == 100.0 and m["gqa"]["glue_mIoU"] == 50.0
+    assert m["GoT"]["accuracy"] == 75.0 and m["GoT"]["R@0.5"] == 100.0
+    assert sum(v["n"] for v in m.values()) == len(samples)
+
+    metrics = {"rft": m, "base": m, "sft": m}
+    overview = overview_table(metrics)
+    assert overview.splitlines()[0] == "| task | metric | n | base | sft | rft |"
+    assert "| distance | MRA | 1 | 50.0 | 50.0 | 50.0 |" in overview
+    assert "| grounding | mIoU | 2 | 37.5 | 37.5 | 37.5 |" in overview
+    assert overview.splitlines()[-1] == "| **mean over tasks** | | | " + " | ".join(
+        [f"{(37.5 + 50 + 100 + 75) / 4:.1f}"] * 3) + " |"
+    assert results_table(metrics, "grounding").splitlines()[2] == (
+        "| base | 37.5 | 50.0 | 50.0 | 50.0 | 50.0 | 2 |")
+
+
+@pytest.mark.parametrize("text", ["", "<answer></answer>", "<answer>1e999</answer>", "<answer>x</answer>"])
+def test_mra_never_raises_on_model_output(text):
+    s = sample(0, "regression", "<answer>40</answer>", "world/distance/path")
+    assert score_traces("m", [s], [text], [True])[0].mra == 0.0
