@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BUDGET = {
-    "data": {"n_pretrain": 32, "n_sft": 16, "n_rl": 16, "n_eval": 8},
+    "data": {"n_pretrain": 32, "n_sft": 11, "n_rl": 11, "n_eval": 11},  # one item per family
     "base": {"steps": 30, "vocab_size": 400},
     "sft": {"steps": 4, "batch_size": 4},
     "rft": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
@@ -57,12 +57,15 @@ def test_dvc_repro_runs_the_whole_study(study):
     run(["dvc", "repro"], study)
     metrics = json.loads((study / "metrics/eval.json").read_text())
     assert set(metrics) == {"base", "sft", "rft"}
+    families = yaml.safe_load((study / "params.yaml").read_text())["data"]["families"]
     for model in metrics.values():
-        grounding = model["temporal grounding"]
-        assert grounding["n"] == 8
-        assert {"mIoU", "R@0.3", "R@0.5", "R@0.7", "format"} <= set(grounding)
+        assert set(model) == set(families)  # every task family is evaluated
+        assert all(m["n"] == 1 for m in model.values())
+        assert {"mIoU", "R@0.3", "R@0.5", "R@0.7", "format"} <= set(model["grounding"])
     for name in ("base", "sft", "rft"):
-        assert len((study / f"eval/traces/{name}.jsonl").read_text().splitlines()) == 8
+        assert len((study / f"eval/traces/{name}.jsonl").read_text().splitlines()) == 11
+    data = json.loads((study / "metrics/data.json").read_text())
+    assert 0 < data["rl"]["kim_pairs"] <= 10  # videos whose key frames can be hidden; not the image
     assert (study / "dvc.lock").is_file()
     assert (study / "reports/06_error_analysis.ipynb").is_file()
     assert (study / "dvclive/rft/plots/metrics/reward/accuracy/mean.tsv").is_file()
@@ -107,3 +110,32 @@ def test_bad_input_names_the_culprit(world_split, tmp_path):
     (split / "eval.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(RecordError, match=r"eval.jsonl:3: field 'solution'"):
         read_jsonl(split / "eval.jsonl")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("on_bad_media", ["skip", "stop"])
+def test_data_stage_imports_real_formats_and_counts_bad_media(study, tmp_path, on_bad_media):
+    """`data.imports` replaces a world split by a real annotation file; a missing video is
+    skipped and counted, or stops the stage naming its path."""
+    from vrlib import video, world
+
+    media = tmp_path / "charades"
+    for i, vid in enumerate(["3MSZA", "AO8RW"]):  # Y6R7T.mp4 is missing
+        video.write_mp4(media / f"{vid}.mp4", world.render(world.make_scene(0, i, duration=2)), 4)
+    params = yaml.safe_load((study / "params.yaml").read_text())
+    params["data"] |= {"n_pretrain": 4, "n_sft": 4, "n_rl": 4, "on_bad_media": on_bad_media,
+                       "imports": {"eval": [{"format": "charades_sta", "media_root": str(media),
+                                             "path": str(ROOT / "tests/fixtures/importers/charades_sta.txt")}]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "metrics").mkdir()
+    out = run(["papermill", "--cwd", str(tmp_path), "-f", str(tmp_path / "params.yaml"),
+               str(study / "notebooks/01_data.ipynb"), str(tmp_path / "out.ipynb")], study, check=False)
+    if on_bad_media == "stop":
+        assert out.returncode != 0 and str(media / "Y6R7T.mp4") in out.stderr
+        assert not (tmp_path / "data/eval.jsonl").exists()  # nothing half-written
+        return
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = json.loads((tmp_path / "metrics/data.json").read_text())
+    assert counts["eval"]["skipped_bad_media"] == 1
+    assert counts["eval"]["n"] == 3 and counts["eval"]["family"] == {"Charades-STA": 3}
+    assert counts["sft"]["n"] == 4  # the other splits still come from the world

@@ -146,3 +146,12 @@ def test_mixture_is_balanced_and_checked():
         tasks.mixture({"groundnig": 1}, 3)
     with pytest.raises(ValueError, match="integers >= 0"):
         tasks.mixture({"grounding": 0}, 3)
+
+
+def test_plain_target_drops_only_the_tags():
+    from vrlib.prompts import plain_target
+
+    item = tasks.gqa(0, 0, SPEC)
+    text = plain_target(as_sample(item))
+    assert "<" not in text and text.startswith("The ") and text.endswith("[(0.0, 8.0)]")
+    assert plain_target(as_sample(tasks.inventory(0, 0, SPEC))) == world.inventory(world.make_scene(0, 0))

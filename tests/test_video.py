@@ -155,3 +155,14 @@ def test_shuffle_permutes_frames_with_their_metadata(mp4):
         assert a.timestamps[k] == clip.timestamps[j]
     assert a.fps == clip.fps and a.duration == clip.duration
     assert isinstance(a, Clip) and a.frames is not clip.frames
+
+
+def test_data_benchmark_runs_and_reports_every_family():
+    """The benchmark is a script (numbers go to the README); this only checks it runs."""
+    from vrlib.bench import bench_data
+    from vrlib.tasks import FAMILIES
+
+    report = bench_data(n=1, repeat=1)
+    for name in FAMILIES:
+        assert f"| generate `{name}` (items/s) |" in report
+    assert "| our decode time / raw decord time (bar: <= 1.5) |" in report

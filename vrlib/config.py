@@ -26,8 +26,11 @@ class DataParams:
     sampled for the model."""
 
     n_pretrain: int = 2000
-    """videos for the tiny base model's perception pretraining (family "inventory": every shape
-    and when it is visible; start-sorted captions left the base video-blind)."""
+    """items for the tiny base model's pretraining, drawn from `pretrain_families`."""
+    pretrain_families: dict = field(default_factory=lambda: {"inventory": 4} | {f: 1 for f in ALL_FAMILIES})
+    """family -> weight in the pretraining split. "inventory" (every shape and when it is
+    visible) is what taught the tiny base to see (start-sorted captions left it video-blind);
+    the question families are learnt as plain text (`prompts.plain_target`), without tags."""
     n_sft: int = 330
     """items with a chain of thought for the SFT cold start, drawn from `families`."""
     n_rl: int = 500
@@ -71,7 +74,7 @@ class BaseParams:
     """empty: build the tiny Qwen2.5-VL offline and pretrain it; else a local real checkpoint dir."""
     vocab_size: int = 1024
     """BPE vocabulary of the tiny tokenizer, trained on the study's own text."""
-    steps: int = 900
+    steps: int = 800
     """perception pretraining steps (captions of what happens when)."""
     batch_size: int = 16
     lr: float = 1e-3
@@ -98,7 +101,7 @@ class SFTParams:
 class RFTParams:
     """Stage `rft`: GRPO on the RL split, starting from the SFT model (its adapter merged)."""
 
-    steps: int = 75
+    steps: int = 40
     prompts_per_step: int = 4
     """questions per step; each gets `group_size` rollouts."""
     group_size: int = 8

@@ -8,6 +8,8 @@ right (Video-R1's training forgot the fps; DESIGN.md "Video in").
 """
 from __future__ import annotations
 
+import re
+
 import torch
 from transformers.video_utils import VideoMetadata
 
@@ -30,6 +32,17 @@ def user_text(sample) -> str:
     """Question, options, then how to answer: "What colour is the circle?\nOptions:\nA. red ..."."""
     options = "\nOptions:\n" + "\n".join(sample.options) if sample.options else ""
     return f"{sample.problem}{options}\n{THINK} {ANSWER_FORMAT[sample.problem_type]}"
+
+
+def plain_target(sample) -> str:
+    """The chain of thought and the answer as plain text, tags removed: the tiny base model's
+    pretraining target, so it learns to perceive and answer the way a real base model can,
+    and the SFT cold start only has to add the <think>/<answer> structure.
+
+    "<think>It is yellow.</think>" + "<answer>D</answer>" -> "It is yellow. D"
+    """
+    text = re.sub(r"</?(?:think|answer|glue)>", " ", f"{sample.process} {sample.solution}")
+    return " ".join(text.split())
 
 
 def messages(sample) -> list[dict]:
