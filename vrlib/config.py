@@ -74,8 +74,13 @@ class BaseParams:
     """empty: build the tiny Qwen2.5-VL offline and pretrain it; else a local real checkpoint dir."""
     vocab_size: int = 1024
     """BPE vocabulary of the tiny tokenizer, trained on the study's own text."""
-    steps: int = 800
-    """perception pretraining steps (captions of what happens when)."""
+    perception_steps: int = 500
+    """first phase: steps on the "inventory" items only. Mixed in with the question families from
+    the start (weight 4 of 15), 800 steps left the tiny base video-blind (the same text for every
+    video); alone, the inventory makes it read the video after ~300 steps."""
+    steps: int = 300
+    """second phase: steps on the whole pretraining mix (`data.pretrain_families`), answers as
+    plain text."""
     batch_size: int = 16
     lr: float = 1e-3
     """AdamW learning rate; the tiny model stalls at 1e-3 without clipping (environment notes)."""
@@ -101,7 +106,7 @@ class SFTParams:
 class RFTParams:
     """Stage `rft`: GRPO on the RL split, starting from the SFT model (its adapter merged)."""
 
-    steps: int = 40
+    steps: int = 30
     prompts_per_step: int = 4
     """questions per step; each gets `group_size` rollouts."""
     group_size: int = 8
