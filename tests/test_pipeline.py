@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BUDGET = {
-    "data": {"n_pretrain": 32, "n_sft": 11, "n_rl": 11, "n_eval": 11},  # one item per family
+    "data": {"n_pretrain": 32, "n_pretrain_tasks": 11, "n_sft": 11, "n_rl": 11, "n_eval": 11},  # 1 per family
     "base": {"perception_steps": 10, "steps": 20, "vocab_size": 400},
     "sft": {"steps": 4, "batch_size": 4},
     "rft": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,

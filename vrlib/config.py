@@ -26,11 +26,11 @@ class DataParams:
     sampled for the model."""
 
     n_pretrain: int = 2000
-    """items for the tiny base model's pretraining, drawn from `pretrain_families`."""
-    pretrain_families: dict = field(default_factory=lambda: {"inventory": 4} | {f: 1 for f in ALL_FAMILIES})
-    """family -> weight in the pretraining split. "inventory" (every shape and when it is
-    visible) is what taught the tiny base to see (start-sorted captions left it video-blind);
-    the question families are learnt as plain text (`prompts.plain_target`), without tags."""
+    """videos for the tiny base model's perception pretraining (family "inventory": every shape
+    and when it is visible; start-sorted captions left the base video-blind)."""
+    n_pretrain_tasks: int = 440
+    """items of `families` the tiny base then learns to answer as plain text, without tags
+    (`prompts.plain_target`): what a real base model brings before the SFT cold start."""
     n_sft: int = 330
     """items with a chain of thought for the SFT cold start, drawn from `families`."""
     n_rl: int = 500
@@ -74,13 +74,15 @@ class BaseParams:
     """empty: build the tiny Qwen2.5-VL offline and pretrain it; else a local real checkpoint dir."""
     vocab_size: int = 1024
     """BPE vocabulary of the tiny tokenizer, trained on the study's own text."""
-    perception_steps: int = 500
-    """first phase: steps on the "inventory" items only. Mixed in with the question families from
-    the start (weight 4 of 15), 800 steps left the tiny base video-blind (the same text for every
-    video); alone, the inventory makes it read the video after ~300 steps."""
-    steps: int = 300
-    """second phase: steps on the whole pretraining mix (`data.pretrain_families`), answers as
-    plain text."""
+    perception_steps: int = 900
+    """first phase: all weights, on the inventory of `data.n_pretrain` videos. Fewer steps, or
+    fewer inventory videos mixed with other text, left the tiny base video-blind (the same
+    inventory for every video): 500 steps on 533 videos did, 900 on 2,000 did not."""
+    steps: int = 150
+    """second phase: the language model only (vision tower frozen, so what it learnt to see is
+    kept), on the `data.n_pretrain_tasks` items answered as plain text."""
+    tasks_lr: float = 1e-3
+    """AdamW learning rate of the second phase."""
     batch_size: int = 16
     lr: float = 1e-3
     """AdamW learning rate; the tiny model stalls at 1e-3 without clipping (environment notes)."""
@@ -91,7 +93,7 @@ class BaseParams:
 class SFTParams:
     """Stage `sft`: LoRA cold start on chain-of-thought targets, loss on assistant tokens only."""
 
-    steps: int = 150
+    steps: int = 120
     batch_size: int = 16
     lr: float = 3e-3
     grad_clip: float = 1.0
@@ -106,7 +108,7 @@ class SFTParams:
 class RFTParams:
     """Stage `rft`: GRPO on the RL split, starting from the SFT model (its adapter merged)."""
 
-    steps: int = 30
+    steps: int = 10
     prompts_per_step: int = 4
     """questions per step; each gets `group_size` rollouts."""
     group_size: int = 8

@@ -187,6 +187,13 @@ LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_p
 """LoRA on the language model's linears; the vision tower stays frozen (EasyR1 does the same)."""
 
 
+def freeze_vision(model) -> None:
+    """Stop training Qwen2.5-VL's vision tower (`model.model.visual`), e.g. to keep what
+    perception pretraining taught while the language model learns new text."""
+    for p in model.model.visual.parameters():
+        p.requires_grad_(False)
+
+
 def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int):
     """Wrap `model` with a fresh LoRA adapter (B = 0, so the policy starts equal to the base)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
