@@ -92,7 +92,7 @@ def test_unknown_params_key_stops_the_stage(study, tmp_path):
 
 def test_bad_input_names_the_culprit(world_split, tmp_path):
     """What every stage calls to read a split: each bad input stops it with file and place."""
-    from vrlib.data import RecordError, load_split, read_jsonl, write_jsonl
+    from vrlib.data import RecordError, load_split, read_jsonl
     from vrlib.video import VideoDecodeError
 
     root, samples, _ = world_split

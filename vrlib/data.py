@@ -10,7 +10,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -168,21 +167,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_write_lines(path: str | os.PathLike, chunks: Iterable[str]) -> None:
-    """Write to a temp file in the same directory, fsync, then `os.replace`; clean up on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write text through `video.atomic_path`, fsynced: the file appears whole or not at all."""
+    with video.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for chunk in chunks:
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,

@@ -8,11 +8,13 @@ sampled fps so the processor gets the same temporal spacing in training and eval
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import av
 import decord
@@ -39,11 +41,28 @@ class Clip:
     path: str
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temp file next to `path` to write into, moved onto `path` only if the block ends
+    cleanly and removed otherwise: a crash never leaves a half-written file that a later stage
+    would trust."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
     """Encode frames as H.264 (yuv420p); the file appears whole or not at all.
 
-    Written to a temp file next to `path` then `os.replace`d, so a crash mid-encode never
-    leaves a half-written video for a later stage to trip on.
+    Written through `atomic_path`, so a crash mid-encode leaves no half-written video.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
@@ -51,11 +70,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p needs even height and width, got {height}x{width}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with av.open(tmp, "w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=int(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -66,11 +81,6 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())  # flush the encoder
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
@@ -80,17 +90,8 @@ def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
     frame = np.asarray(frame)
     if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"an image must be (H, W, 3) uint8, got {frame.shape} {frame.dtype}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(frame).save(tmp, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_image(path: str | os.PathLike) -> Clip:
