@@ -260,15 +260,6 @@ MALFORMED = [  # importer, file name, content, what the message must say
 ]
 
 
-@pytest.mark.parametrize("importer, name, content, message", MALFORMED)
-def test_malformed_record_names_file_place_and_field(importer, name, content, message, media, tmp_path):
-    path = write(tmp_path, name, content)
-    with pytest.raises(RecordError) as err:
-        importer(path, media)
-    assert str(err.value).startswith(str(path))
-    assert message in str(err.value)
-
-
 DUPLICATES = [  # importer, file name, content, what the message must say
     (importers.video_r1, "v.json", _edit("video_r1.json", 3, "problem_id", 2),
      "v.json:[3]: field 'problem_id': duplicate '2', first at"),
@@ -287,11 +278,13 @@ DUPLICATES = [  # importer, file name, content, what the message must say
 ]
 
 
-@pytest.mark.parametrize("importer, name, content, message", DUPLICATES)
-def test_duplicate_ids_are_rejected(importer, name, content, message, media, tmp_path):
+@pytest.mark.parametrize("importer, name, content, message", MALFORMED + DUPLICATES)
+def test_bad_record_names_file_place_and_field(importer, name, content, message, media, tmp_path):
+    """A malformed record or a duplicate id: the message starts with the file and says where."""
     path = write(tmp_path, name, content)
     with pytest.raises(RecordError) as err:
         importer(path, media)
+    assert str(err.value).startswith(str(path))
     assert message in str(err.value)
 
 

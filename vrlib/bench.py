@@ -17,7 +17,7 @@ from pathlib import Path
 import decord
 import numpy as np
 
-from vrlib import tasks, video
+from vrlib import data, tasks, video
 
 
 def machine() -> str:
@@ -31,19 +31,14 @@ def machine() -> str:
 
 
 def generate(root: Path, n: int, spec: tasks.WorldSpec) -> tuple[dict[str, float], list[Path]]:
-    """Items per second for each question family (render + write), and the written videos."""
+    """Items per second for each family, through the data stage's own `build_split` (render +
+    write), and the videos written."""
     rates, paths = {}, []
     for name in tasks.FAMILIES:
         t0 = time.perf_counter()
-        for i in range(n):
-            item = tasks.FAMILIES[name](0, i, spec)
-            if item.data_type == "image":
-                video.write_image(root / f"{name}_{i}.png", item.frames[0])
-            else:
-                path = root / f"{name}_{i}.mp4"
-                video.write_mp4(path, item.frames, spec.fps)
-                paths.append(path)
+        samples = data.build_split(root, name, 0, n, families={name: 1}, spec=spec)
         rates[name] = n / (time.perf_counter() - t0)
+        paths += [root / s.path for s in samples if s.data_type == "video"]
     return rates, paths
 
 
