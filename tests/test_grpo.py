@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from vrlib.grpo import group_advantages, policy_loss, temporal_bonus
+from vrlib.grpo import (batch_normalizer, bonus_advantages, group_advantages, policy_loss,
+                        relative_bonus, temporal_bonus)
 
 
 # ----------------------------------------------------------------------------- advantages
@@ -205,3 +206,56 @@ def test_temporal_bonus_validates():
         temporal_bonus(torch.zeros(2, 4), torch.zeros(3, 2))
     with pytest.raises(ValueError):
         temporal_bonus(torch.zeros(2, 4), torch.zeros(2, 0))
+
+
+# ----------------------------------------------------------------------------- bonus variants
+def test_issue_51_variants_under_which_the_temporal_bonus_survives():
+    # two questions, binary accuracy + format 1; the bonus fires on question 0 only
+    acc = torch.tensor([[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]])      # (2, 4)
+    bonus, applied = temporal_bonus(acc, torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+    assert applied.tolist() == [True, False]
+    rewards, flat_bonus = (acc + 1.0).flatten(), bonus.flatten()          # (8,)
+    # Video-R1: added to the reward, group-normalised -> unchanged (issue #51)
+    adv, changed = bonus_advantages(rewards, flat_bonus, 4, scale="group", mode="reward")
+    assert not changed.any() and torch.allclose(adv, group_advantages(rewards, 4), atol=1e-3)
+    # added after normalisation: +0.3 on the correct answers of question 0, by hand
+    adv, changed = bonus_advantages(rewards, flat_bonus, 4, scale="group", mode="advantage")
+    plain = 0.5 / math.sqrt(1 / 3) / (1 + 1e-4 / math.sqrt(1 / 3))       # (1 - 0.5) / (std + eps)
+    assert adv[:4].tolist() == pytest.approx([plain + 0.3, -plain, plain + 0.3, -plain], abs=1e-5)
+    assert changed.tolist() == [True, False, True, False] + [False] * 4
+    # not divided by the std (Dr. GRPO): the correct answers of question 0 get 1.3 - 0.65
+    adv, changed = bonus_advantages(rewards, flat_bonus, 4, scale="none", mode="reward")
+    assert adv[:4].tolist() == pytest.approx([0.65, -0.65, 0.65, -0.65], abs=1e-6)
+    assert changed[:4].all() and not changed[4:].any()
+    # batch std: question 0's gap grows relative to question 1's
+    adv, changed = bonus_advantages(rewards, flat_bonus, 4, scale="batch", mode="reward")
+    assert adv[0] / adv[4] == pytest.approx(1.3, abs=1e-4) and changed.all()
+    with pytest.raises(ValueError, match="known: reward, advantage"):
+        bonus_advantages(rewards, flat_bonus, 4, mode="nope")
+
+
+def test_relative_bonus_by_hand():
+    full = torch.tensor([[1.0, 0.5, 0.2, 0.0]])                           # (1, 4)
+    missing = torch.tensor([[0.5, 0.1]])                                  # mean 0.3
+    bonus, gap = relative_bonus(full, missing, alpha=0.3)
+    assert bonus[0].tolist() == pytest.approx([0.3, 0.3, 0.0, 0.0])
+    assert gap.item() == pytest.approx(0.425 - 0.3)
+    bonus, _ = relative_bonus(full, missing, alpha=0.3, form="margin")
+    assert bonus[0].tolist() == pytest.approx([0.3 * 0.7, 0.3 * 0.2, 0.0, 0.0])
+    with pytest.raises(ValueError):
+        relative_bonus(full, torch.zeros(1, 0))
+    with pytest.raises(ValueError, match="indicator, margin"):
+        relative_bonus(full, missing, form="ratio")
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dapo", "dr_grpo"])
+def test_micro_batch_losses_add_up_to_the_batch_loss(loss_type):
+    logp, old, ref, adv, mask = random_batch(seed=1, B=4, T=6)
+    kw = dict(beta=0.04, loss_type=loss_type, max_completion_length=6)
+    whole, _ = policy_loss(logp, old, ref, adv, mask, **kw)
+    norm = batch_normalizer(loss_type, 4, mask.sum().item(), 6)
+    parts = sum(policy_loss(logp[s], old[s], ref[s], adv[s], mask[s], normalizer=norm, **kw)[0]
+                for s in (slice(0, 1), slice(1, 4)))
+    assert parts.item() == pytest.approx(whole.item(), abs=1e-6)
+    with pytest.raises(ValueError):
+        batch_normalizer("ppo", 1, 1)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vrlib.config import RFTParams
 from vrlib.model import add_lora, check_model_dir, load_model, load_policy, load_processor
 from vrlib.prompts import encode_examples, encode_prompts
-from vrlib.rft import grpo_step
 from vrlib.rollout import generate, token_logprobs
 from vrlib.sft import train_supervised
 
@@ -95,24 +93,6 @@ def test_one_sft_step_changes_the_adapter(tiny_dir, world_split, load_in_4bit):
     assert changed(before, model)
     vision_frozen = all(not p.requires_grad for n, p in model.named_parameters() if "visual" in n)
     assert vision_frozen
-
-
-def test_one_grpo_step_changes_the_adapter(tiny_dir, world_split):
-    _, samples, clips = world_split
-    processor = load_processor(tiny_dir)
-    model = add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0)
-    before = lora_state(model)
-    cfg = RFTParams(prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2,
-                    beta=0.04, num_iterations=2)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    # A random model's rollouts score 0 on the real rewards -> zero advantages, and the KL term
-    # alone does not move a zero-initialised adapter; a reward that varies gives a signal.
-    varied = {"length": lambda text, sample: float(len(text) % 3)}
-    metrics = grpo_step(model, processor, optimizer, samples[:2], clips[:2], cfg, varied)
-    assert changed(before, model)
-    for key in ("reward/length/mean", "group/frac_zero_std", "completion/length_mean",
-                "completion/clipped_frac", "policy/kl", "policy/clip_frac"):
-        assert key in metrics
 
 
 def test_merged_adapters_reproduce_the_trained_policy(tiny_dir, world_split, tmp_path):

@@ -290,3 +290,14 @@ def test_parsers_never_raise_on_nasty_strings():
     for text in NASTY + fuzz_strings():
         for parse in (extract_answer, parse_span, parse_glue, parse_boxes, parse_number, parse_letter):
             parse(text)
+
+
+def test_length_bonus_only_when_more_than_one_answer_is_correct():
+    from vrlib.rewards import length_bonus
+
+    kw = dict(omega=0.2, l_min=3, l_max=5)
+    assert length_bonus([1, 1, 0, 0.05], [4, 9, 4, 4], **kw) == [0.2, 0.0, 0.0, 0.0]
+    assert length_bonus([1, 0, 0, 0], [4, 4, 4, 4], **kw) == [0.0] * 4  # one correct: none
+    assert length_bonus([0.5, 0.2], [3, 5], **kw) == [0.2, 0.2]           # bounds inclusive
+    with pytest.raises(ValueError):
+        length_bonus([1.0], [1, 2])

@@ -132,13 +132,54 @@ class RFTParams:
     scale_rewards: str = "group"
     """group | batch | none: what the advantage is divided by."""
     num_iterations: int = 1
-    """policy updates per batch of rollouts (mu in the GRPO paper)."""
+    """policy updates per batch of rollouts (mu in the GRPO paper); the rollout policy's
+    log-probs are kept, so clipping acts from the second update on."""
+    init: str = "sft"
+    """sft | base: the policy RFT starts from (base = the "no SFT cold start" ablation)."""
+    algo: str = "grpo"
+    """grpo | t_grpo (Video-R1's T-GRPO: group_size // 2 extra rollouts per video on shuffled
+    frames, a bonus for correct answers when the ordered video helps)."""
+    temporal_alpha: float = 0.3
+    temporal_mu: float = 1.0
+    """bonus when p >= mu * p~ (paper: 1.0; Video-R1's code: 0.8)."""
+    temporal_threshold: float = 0.1
+    """an answer is "correct" when its accuracy reward exceeds this (Video-R1)."""
+    relative: bool = False
+    """relative reward (VideoPerceiver, our hypothesis): group_size // 2 extra rollouts per
+    video on its key-information-missing copy (`kim_path`)."""
+    relative_alpha: float = 0.3
+    relative_form: str = "indicator"
+    """indicator | margin (grpo.relative_bonus)."""
+    bonus_mode: str = "reward"
+    """reward | advantage: where the temporal and relative bonuses are added (grpo.bonus_advantages)."""
+    length_bonus: bool = False
+    """Video-R1's length control: +length_omega to correct answers of length_min..length_max tokens."""
+    length_omega: float = 0.2
+    length_min: int = 320
+    length_max: int = 512
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     load_in_4bit: bool = False
     checkpoint_every: int = 25
-    """steps between adapter checkpoints."""
+    """steps between checkpoints (adapter + optimizer + step logs); a rerun resumes from the
+    last one whose params match."""
+    keep_checkpoints: int = 2
+    num_processes: int = 1
+    """> 1: the notebook runs the loop under `accelerate launch` with this many processes."""
+    accelerate_config: str = ""
+    """an accelerate config file for the launch (empty: DDP on the local devices)."""
+
+    def __post_init__(self):
+        choices = {"algo": ("grpo", "t_grpo"), "init": ("sft", "base"), "loss_type": ("grpo", "bnpo", "dapo", "dr_grpo"),
+                   "scale_rewards": ("group", "batch", "none"), "bonus_mode": ("reward", "advantage"),
+                   "relative_form": ("indicator", "margin")}
+        for name, known in choices.items():
+            if getattr(self, name) not in known:
+                raise ParamsError(f"params.yaml: rft.{name}={getattr(self, name)!r}; known: {', '.join(known)}")
+        if self.num_processes < 1 or self.prompts_per_step % self.num_processes:
+            raise ParamsError(f"params.yaml: rft.prompts_per_step={self.prompts_per_step} must be a "
+                              f"multiple of rft.num_processes={self.num_processes}")
 
 
 @dataclass

@@ -14,6 +14,11 @@ they are checked against hand-computed numbers. Departures from the reference co
    gathered over all processes (see policy_loss).
 5. The T-GRPO bonus is decided per question group, not per device batch, with mu = 1.0
    (paper) rather than 0.8 (code).
+6. A bonus can be added to the normalised advantage instead of the reward (`bonus_mode`
+   "advantage"): with binary accuracy, a bonus shared by every correct answer of a group
+   is erased by group normalisation (Video-R1 issue #51); after it, it survives.
+7. The relative reward of VideoPerceiver has no public code or formula: `relative_bonus` is
+   our hypothesis, written like T-GRPO's bonus (research/video-r1-videochat-r1-facts.md sec. 3).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import torch
 
 SCALES = ("group", "batch", "none")
 LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
+BONUS_MODES = ("reward", "advantage")
+RELATIVE_FORMS = ("indicator", "margin")
 
 
 def group_advantages(
@@ -59,11 +66,15 @@ def policy_loss(
     epsilon_high: float = 0.2,
     loss_type: str = "grpo",
     max_completion_length: int | None = None,
+    normalizer: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped surrogate + beta * k3 KL per completion token, aggregated as TRL's loss_type.
 
     Per token: -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * KL, with
     rho = exp(logp - old_logp) and KL = exp(ref - logp) - (ref - logp) - 1 (Schulman's k3).
+    `normalizer` replaces the denominator (sequences for grpo, tokens for bnpo/dapo,
+    sequences * max_completion_length for dr_grpo) when logp is one micro-batch of a larger
+    batch: the micro-batch losses then add up to the whole batch's (`batch_normalizer`).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"unknown loss_type {loss_type!r}; known: {', '.join(LOSS_TYPES)}")
@@ -85,15 +96,15 @@ def policy_loss(
 
     masked = per_token_loss * mask                                # (B, T)
     n_tokens = mask.sum().clamp(min=1)                            # ()
+    if normalizer is None:
+        normalizer = batch_normalizer(loss_type, logp.shape[0], n_tokens.item(), max_completion_length)
     if loss_type == "grpo":  # mean over sequences of per-sequence token means (Video-R1, GRPO paper)
-        loss = (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()  # ()
-    elif loss_type in ("bnpo", "dapo"):
-        # Both are a token mean. TRL's bnpo divides by the tokens of the local micro-batch,
-        # dapo by the tokens of the whole generation batch gathered over processes (divided by
-        # num_processes). In one process with the whole batch here they coincide.
-        loss = masked.sum() / n_tokens                            # ()
-    else:  # dr_grpo: a constant normaliser, no length bias (Dr. GRPO, Liu et al. 2025)
-        loss = masked.sum() / (logp.shape[0] * max_completion_length)  # ()
+        loss = (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum() / normalizer  # ()
+    else:
+        # bnpo/dapo: a token mean. TRL's bnpo divides by the tokens of the local batch, dapo by
+        # the tokens gathered over processes (divided by num_processes); in one process they
+        # coincide. dr_grpo: a constant denominator, no length bias (Dr. GRPO, Liu et al. 2025).
+        loss = masked.sum() / normalizer                          # ()
 
     with torch.no_grad():
         # clipped branch taken: ratio above 1 + eps_high with A > 0, or below 1 - eps_low with A < 0 (TRL)
@@ -104,6 +115,19 @@ def policy_loss(
             "policy/ratio_mean": ((ratio * mask).sum() / n_tokens).item(),
         }
     return loss, stats
+
+
+def batch_normalizer(loss_type: str, n_sequences: int, n_tokens: float,
+                     max_completion_length: int | None = None) -> float:
+    """What loss_type divides the batch's summed loss by: sequences (grpo), completion tokens
+    (bnpo, dapo) or sequences * max_completion_length (dr_grpo)."""
+    if loss_type == "grpo":
+        return float(n_sequences)
+    if loss_type in ("bnpo", "dapo"):
+        return float(max(n_tokens, 1))
+    if loss_type == "dr_grpo":
+        return float(n_sequences * max_completion_length)
+    raise ValueError(f"unknown loss_type {loss_type!r}; known: {', '.join(LOSS_TYPES)}")
 
 
 def temporal_bonus(
@@ -136,3 +160,61 @@ def temporal_bonus(
     correct = acc_ordered > threshold                             # (Q, G)
     bonus = alpha * (applied.unsqueeze(1) & correct).float()      # (Q, G)
     return bonus, applied
+
+
+def relative_bonus(
+    acc_full: torch.Tensor,
+    acc_missing: torch.Tensor,
+    *,
+    alpha: float = 0.3,
+    form: str = "indicator",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """VideoPerceiver's relative reward, as a HYPOTHESIS (no public code or formula): a rollout
+    on the full video earns a bonus when it beats the mean of the rollouts on the
+    key-information-missing video of the same question.
+
+    "indicator": alpha * 1[acc_i > mean_j acc~_j]; "margin": alpha * clip(acc_i - mean_j acc~_j, 0, 1).
+    Returns (bonus (Q, G), gap (Q,) = mean acc - mean acc~, > 0 where the full video helps).
+    """
+    if form not in RELATIVE_FORMS:
+        raise ValueError(f"unknown relative form {form!r}; known: {', '.join(RELATIVE_FORMS)}")
+    if acc_full.dim() != 2 or acc_missing.dim() != 2 or acc_full.shape[0] != acc_missing.shape[0] \
+            or acc_missing.shape[1] == 0:
+        raise ValueError(f"need (Q, G) and (Q, G~) with G~ > 0, got {tuple(acc_full.shape)} "
+                         f"and {tuple(acc_missing.shape)}")
+    acc_full = acc_full.float()                                   # (Q, G)
+    missing_mean = acc_missing.float().mean(dim=1, keepdim=True)  # (Q, 1)
+    if form == "indicator":
+        bonus = alpha * (acc_full > missing_mean).float()         # (Q, G)
+    else:
+        bonus = alpha * (acc_full - missing_mean).clamp(0.0, 1.0)  # (Q, G)
+    return bonus, acc_full.mean(dim=1) - missing_mean.squeeze(1)
+
+
+def bonus_advantages(
+    rewards: torch.Tensor,
+    bonus: torch.Tensor,
+    group_size: int,
+    *,
+    scale: str = "group",
+    mode: str = "reward",
+    eps: float = 1e-4,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages with a bonus (T-GRPO, relative), and where the bonus changed them.
+
+    mode "reward" (Video-R1): A = normalise(r + bonus). With binary accuracy and scale
+    "group" a bonus shared by every correct answer only rescales the group and A is unchanged
+    (issue #51); with scale "batch" or "none" it survives as a weight between groups.
+    mode "advantage": A = normalise(r) + bonus, so it survives whatever the scale; an
+    all-correct group whose bonus fired now gets a positive push instead of nothing.
+    Returns (advantages (B,), changed (B,) bool: |A - A without bonus| > 1e-3).
+    """
+    if mode not in BONUS_MODES:
+        raise ValueError(f"unknown bonus mode {mode!r}; known: {', '.join(BONUS_MODES)}")
+    plain = group_advantages(rewards, group_size, scale, eps)     # (B,)
+    if mode == "reward":
+        adv = group_advantages(rewards.float() + bonus.float(), group_size, scale, eps)  # (B,)
+    else:
+        adv = plain + bonus.float()                               # (B,)
+    # 1e-3: Video-R1's eps = 1e-4 in the std leaves a ~1e-4 relative trace of a rescaling
+    return adv, (adv - plain).abs() > 1e-3

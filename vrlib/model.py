@@ -221,3 +221,17 @@ def load_policy(model_dir, adapters: list[str | Path] = (), **load_kwargs):
                                     "missing): run the stage that writes it first")
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     return model
+
+
+STACK = "stack.json"
+"""In an RFT adapter directory: {"below": [adapter dirs merged under it, in order]}."""
+
+
+def adapter_stack(adapter_dir: str | Path) -> list[Path]:
+    """The adapters to merge, in order, to get the policy an adapter was trained on top of, then
+    the adapter itself (e.g. [models/sft, models/rft], or [models/rft] for RFT from the base)."""
+    path = Path(adapter_dir) / STACK
+    if not path.is_file():
+        raise FileNotFoundError(f"'{path}' missing: '{adapter_dir}' was not written by the rft stage; "
+                                "rerun it (`dvc repro rft`)")
+    return [Path(p) for p in json.loads(path.read_text())["below"]] + [Path(adapter_dir)]

@@ -359,3 +359,20 @@ def glue_iou_reward(completion: str, sample) -> float:
         return 0.0 if pred is None else _clip01(segments_iou(pred, gt))
     except Exception:  # model output never raises
         return 0.0
+
+
+def length_bonus(accuracy: Sequence[float], lengths: Sequence[int], *, omega: float = 0.2,
+                 l_min: int = 320, l_max: int = 512, threshold: float = 0.1) -> list[float]:
+    """Video-R1's length-control reward for one group: +omega to each correct answer
+    (accuracy > threshold) of length l_min..l_max tokens (EOS included), only when more than
+    one answer of the group is correct. Paper: omega 0.2, 320..512 tokens.
+
+    As Video-R1 grpo_trainer.py (len_control); it needs the group, so it is not a per-sample
+    reward function.
+    """
+    if len(accuracy) != len(lengths):
+        raise ValueError(f"{len(accuracy)} accuracies for {len(lengths)} lengths")
+    correct = [a > threshold for a in accuracy]
+    if sum(correct) <= 1:
+        return [0.0] * len(accuracy)
+    return [omega if c and l_min <= n <= l_max else 0.0 for c, n in zip(correct, lengths)]

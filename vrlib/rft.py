@@ -1,13 +1,30 @@
-"""The GRPO loop: rollout -> rewards -> group advantages -> clipped update with a k3 KL.
+"""The GRPO loop: rollout -> rewards (+ T-GRPO, relative, length bonuses) -> group advantages
+-> clipped update with a k3 KL -> checkpoint; one process or several under `accelerate launch`.
 
 Our own loop rather than TRL's GRPOTrainer: TRL 1.16 feeds no video tensors to the loss and
 reference forwards of video prompts, so it optimises a video-blind policy
 (research/ecosystem-facts.md sec. 1.1, trl#5373). The pure pieces live in `vrlib.grpo`
-and `vrlib.rewards`; this file only wires them to the model.
+and `vrlib.rewards`; this file wires them to the model.
+
+Departures from Video-R1's trainer, each on purpose:
+- Every question is sampled with its own seed (seed, step, position in the step's batch) and
+  forwarded as its own micro-batch, so a run gives the same rollouts and the same update
+  whether its questions are spread over one process or several, and a resumed run replays
+  exactly what an uninterrupted one does.
+- Rewards are computed per sample from its own problem_type (Video-R1 uses the batch's first).
+- Shuffled (T-GRPO) and key-information-missing (relative) rollouts are scored with the same
+  rewards and never enter the loss, as in Video-R1.
+- A NaN loss or gradient stops the run before the optimizer step: the last checkpoint
+  stays the last good one. Video-R1 would apply it.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -16,92 +33,401 @@ import torch
 
 from vrlib import rewards
 from vrlib.config import RFTParams
-from vrlib.grpo import group_advantages, policy_loss
+from vrlib.grpo import batch_normalizer, bonus_advantages, policy_loss, relative_bonus, temporal_bonus
 from vrlib.rollout import Rollouts, generate, token_logprobs
+from vrlib.video import Clip, atomic_path
 
-REWARD_FUNCS = {"format": rewards.format_reward, "accuracy": rewards.accuracy_reward}
-"""Video-R1 and VideoChat-R1 sum format and accuracy (IoU for grounding)."""
+REWARD_FUNCS = {"format": rewards.format_reward, "accuracy": rewards.accuracy_reward,
+                "glue_iou": rewards.glue_iou_reward}
+"""Video-R1 and VideoChat-R1 sum format and accuracy (IoU for grounding, mean box IoU for
+tracking); VideoChat-R1 adds the evidence IoU for grounded QA (0 for every other type)."""
 
 
 def score(texts: list[str], samples: list, reward_funcs: dict = REWARD_FUNCS
           ) -> dict[str, torch.Tensor]:
     """Each completion scored against its own sample (not the batch's first problem type)."""
-    return {name: torch.tensor([fn(t, s) for t, s in zip(texts, samples)])  # (N,)
+    return {name: torch.tensor([fn(t, s) for t, s in zip(texts, samples)], dtype=torch.float32)  # (N,)
             for name, fn in reward_funcs.items()}
 
 
-def grpo_step(model, processor, optimizer, samples: list, clips: list, cfg: RFTParams,
-              reward_funcs: dict = REWARD_FUNCS) -> dict:
-    """One GRPO step on a batch of questions; returns the logged metrics."""
-    t0 = time.perf_counter()
-    G = cfg.group_size
-    ro: Rollouts = generate(model, processor, samples, clips, num_generations=G,
-                            max_new_tokens=cfg.max_completion_length,
-                            temperature=cfg.temperature, top_p=cfg.top_p)
-    t_gen = time.perf_counter() - t0
-    group_samples = [s for s in samples for _ in range(G)]
-    parts = score(ro.texts, group_samples, reward_funcs)  # name -> (N,)
-    reward = sum(parts.values())  # (N,)
-    advantages = group_advantages(reward, G, scale=cfg.scale_rewards)  # (N,)
-    mask = ro.completion_mask.float()  # (N, C)
+def shuffle_clip(clip: Clip, rng: np.random.Generator) -> Clip:
+    """The same frames in a random order other than the original (T-GRPO). Frames are shuffled
+    before the processor, as in Video-R1, so temporal patches fuse random pairs of frames."""
+    n = len(clip.frames)
+    order = np.arange(n)
+    while n > 1 and np.array_equal(order, np.arange(n)):
+        order = rng.permutation(n)
+    return replace(clip, frames=clip.frames[order], indices=clip.indices[order],
+                   timestamps=clip.timestamps[order])
 
-    with torch.no_grad():
-        old_logp = token_logprobs(model, ro, cfg.temperature) if cfg.num_iterations > 1 else None
-        ref_logp = None
-        if cfg.beta > 0:
-            with model.disable_adapter():  # reference = the SFT model, LoRA off
-                ref_logp = token_logprobs(model, ro, cfg.temperature)  # (N, C)
+
+def question_seed(seed: int, step: int, position: int) -> int:
+    """The sampling seed of one question: where it sits in the step's global batch, not which
+    process runs it."""
+    return int(np.random.SeedSequence([seed, step, position]).generate_state(1)[0])
+
+
+@dataclass
+class Question:
+    position: int  # in the step's global batch
+    sample: object
+    clip: Clip
+    kim_clip: Clip | None = None
+
+
+@dataclass
+class Group:
+    """One question's rollouts and scores."""
+
+    rollouts: Rollouts                 # the G ordered rollouts (the only ones that are trained)
+    parts: dict[str, torch.Tensor]     # reward name -> (G,)
+    reward: torch.Tensor               # (G,) sum of parts + length bonus
+    temporal: torch.Tensor             # (G,) T-GRPO bonus (0 without shuffled rollouts)
+    relative: torch.Tensor             # (G,) relative bonus (0 without a kim clip)
+    stats: torch.Tensor                # (5,) p, p~, applied, has_shuffled, relative gap  (nan if n/a)
+
+
+def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, step: int,
+                  reward_funcs: dict = REWARD_FUNCS) -> Group:
+    """G rollouts of a question, plus G/2 on shuffled frames (T-GRPO) and G/2 on the
+    key-information-missing video (relative reward) when asked and possible."""
+    torch.manual_seed(question_seed(seed, step, q.position))
+    gen = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p)
+    G, n_side = cfg.group_size, max(1, cfg.group_size // 2)
+    ro = generate(policy, processor, [q.sample], [q.clip], num_generations=G, **gen)
+    parts = score(ro.texts, [q.sample] * G, reward_funcs)   # name -> (G,)
+    reward = sum(parts.values())                             # (G,)
+    accuracy = parts.get("accuracy", torch.zeros(G))         # (G,)
+    if cfg.length_bonus:
+        reward = reward + torch.tensor(rewards.length_bonus(
+            accuracy.tolist(), ro.completion_mask.sum(1).tolist(), omega=cfg.length_omega,
+            l_min=cfg.length_min, l_max=cfg.length_max, threshold=cfg.temporal_threshold))
+    nan = float("nan")
+    temporal, relative = torch.zeros(G), torch.zeros(G)
+    p = p_shuffled = applied = gap = nan
+    has_shuffled = 0.0
+    if cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1:
+        rng = np.random.default_rng(question_seed(seed, step, q.position))
+        shuffled = generate(policy, processor, [q.sample], [shuffle_clip(q.clip, rng)],
+                            num_generations=n_side, **gen)
+        acc_shuffled = score(shuffled.texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
+        bonus, fired = temporal_bonus(accuracy[None], acc_shuffled[None], alpha=cfg.temporal_alpha,
+                                      mu=cfg.temporal_mu, threshold=cfg.temporal_threshold)
+        temporal, applied, has_shuffled = bonus[0], float(fired[0]), 1.0
+        p, p_shuffled = accuracy.mean().item(), acc_shuffled.mean().item()
+    if cfg.relative and q.kim_clip is not None:
+        missing = generate(policy, processor, [q.sample], [q.kim_clip], num_generations=n_side, **gen)
+        acc_missing = score(missing.texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
+        bonus, diff = relative_bonus(accuracy[None], acc_missing[None], alpha=cfg.relative_alpha,
+                                     form=cfg.relative_form)
+        relative, gap = bonus[0], diff[0].item()
+    stats = torch.tensor([p, p_shuffled, applied, has_shuffled, gap])
+    return Group(ro, parts, reward, temporal, relative, stats)
+
+
+def _nanmean(x: torch.Tensor) -> float:
+    x = x[~torch.isnan(x)]
+    return x.mean().item() if x.numel() else 0.0
+
+
+class _Procs:
+    """The few collective operations the step needs, for one process or an Accelerator."""
+
+    def __init__(self, accelerator=None):
+        self.acc = accelerator
+        self.n = 1 if accelerator is None else accelerator.num_processes
+        self.rank = 0 if accelerator is None else accelerator.process_index
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:  # concatenated in process order
+        return x if self.n == 1 else self.acc.gather(x.to(self.acc.device)).cpu()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward() if self.acc is None else self.acc.backward(loss)
+
+    def no_sync(self, model, last: bool):
+        return contextlib.nullcontext() if self.n == 1 or last else self.acc.no_sync(model)
+
+    def unwrap(self, model):
+        return model if self.acc is None else self.acc.unwrap_model(model)
+
+
+def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTParams, *,
+              seed: int = 0, step: int = 0, reward_funcs: dict = REWARD_FUNCS,
+              accelerator=None) -> dict:
+    """One GRPO step on this process's questions; every process returns the same metrics."""
+    procs = _Procs(accelerator)
+    policy = procs.unwrap(model)
+    t0 = time.perf_counter()
+    groups = [rollout_group(policy, processor, q, cfg, seed=seed, step=step,
+                            reward_funcs=reward_funcs) for q in questions]
+    t_gen = time.perf_counter() - t0
+    G = cfg.group_size
+    stack = lambda f: procs.gather(torch.stack([f(g) for g in groups]))  # noqa: E731  (Q, ...)
+    reward, temporal, relative = stack(lambda g: g.reward), stack(lambda g: g.temporal), stack(lambda g: g.relative)
+    parts = {name: stack(lambda g, n=name: g.parts[n]) for name in groups[0].parts}
+    qstats = stack(lambda g: g.stats)                                              # (Q, 5)
+    lengths = stack(lambda g: g.rollouts.completion_mask.sum(1).float())           # (Q, G)
+    truncated = stack(lambda g: g.rollouts.truncated.float())                      # (Q, G)
+
+    # Advantages over the whole (gathered) batch, so scale="batch" sees every reward
+    flat = reward.reshape(-1)                                                      # (Q*G,)
+    adv, _ = bonus_advantages(flat, (temporal + relative).reshape(-1), G,
+                              scale=cfg.scale_rewards, mode=cfg.bonus_mode)        # (Q*G,)
+    _, t_changed = bonus_advantages(flat, temporal.reshape(-1), G, scale=cfg.scale_rewards, mode=cfg.bonus_mode)
+    _, r_changed = bonus_advantages(flat, relative.reshape(-1), G, scale=cfg.scale_rewards, mode=cfg.bonus_mode)
+    local = adv.view(-1, G)[procs.rank * len(groups):(procs.rank + 1) * len(groups)]  # (Ql, G)
+
+    # One micro-batch per question; normalisers of the whole batch, so the parts add up to it
+    n_tokens = lengths.sum().item()
+    if cfg.loss_type == "bnpo":  # TRL: a token mean over this process's batch
+        norm = max(sum(g.rollouts.completion_mask.sum().item() for g in groups), 1.0)
+    else:  # gradients are averaged over processes, hence the / n
+        norm = batch_normalizer(cfg.loss_type, reward.numel(), n_tokens, cfg.max_completion_length) / procs.n
     t1 = time.perf_counter()
+    with torch.no_grad():
+        old = [token_logprobs(policy, g.rollouts, cfg.temperature) if cfg.num_iterations > 1 else None
+               for g in groups]
+        ref = [None] * len(groups)
+        if cfg.beta > 0:
+            with policy.disable_adapter():  # reference = the model RFT started from, LoRA off
+                ref = [token_logprobs(policy, g.rollouts, cfg.temperature) for g in groups]
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     for _ in range(cfg.num_iterations):
-        logp = token_logprobs(model, ro, cfg.temperature)  # (N, C)
-        loss, stats = policy_loss(
-            logp, logp.detach() if old_logp is None else old_logp, ref_logp, advantages, mask,
-            beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
-            loss_type=cfg.loss_type, max_completion_length=cfg.max_completion_length)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"GRPO loss is {loss.item()}")
-        loss.backward()
+        loss_sum, sums = 0.0, torch.zeros(4)  # kl, clip, ratio (token-weighted), tokens
+        for i, g in enumerate(groups):
+            with procs.no_sync(model, last=i == len(groups) - 1):
+                logp = token_logprobs(model, g.rollouts, cfg.temperature)         # (G, C)
+                mask = g.rollouts.completion_mask.float()                         # (G, C)
+                loss, st = policy_loss(
+                    logp, logp.detach() if old[i] is None else old[i], ref[i], local[i], mask,
+                    beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
+                    loss_type=cfg.loss_type, max_completion_length=cfg.max_completion_length,
+                    normalizer=norm)
+                procs.backward(loss)
+            loss_sum += loss.item()
+            w = mask.sum().item()
+            sums += torch.tensor([st["policy/kl"] * w, st["policy/clip_frac"] * w, st["policy/ratio_mean"] * w, w])
+        # every process decides alike: gradients are synced, the loss is gathered
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        totals = procs.gather(torch.tensor([[loss_sum, *sums.tolist()]])).sum(0)  # (5,)
+        total_loss = totals[0].item()
+        if not (np.isfinite(total_loss) and torch.isfinite(grad_norm)):
+            optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"GRPO loss {total_loss} / gradient norm {grad_norm.item()} "
+                                     "is not finite; the update was not applied")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     model.eval()
 
-    group_std = reward.view(-1, G).std(dim=1)  # (Q,)
-    lengths = mask.sum(1)  # (N,)
+    accuracy = parts.get("accuracy", torch.zeros_like(reward))
+    correct = accuracy > cfg.temporal_threshold                                    # (Q, G)
+    has_shuffled = qstats[:, 3] == 1
     metrics = {f"reward/{name}/mean": v.mean().item() for name, v in parts.items()}
     metrics.update({
         "reward/mean": reward.mean().item(),
-        "reward/std": reward.std().item(),
-        "group/frac_zero_std": (group_std < 1e-6).float().mean().item(),
+        "reward/std": reward.std().item() if reward.numel() > 1 else 0.0,
+        "group/frac_zero_std": (reward.std(dim=1) < 1e-6).float().mean().item() if G > 1 else 1.0,
+        "group/all_correct": correct.all(dim=1).float().mean().item(),
+        "group/all_wrong": (~correct).all(dim=1).float().mean().item(),
         "completion/length_mean": lengths.mean().item(),
-        "completion/clipped_frac": ro.truncated.float().mean().item(),
-        "train/loss": loss.item(),
+        "completion/clipped_frac": truncated.mean().item(),
+        "policy/kl": (totals[1] / totals[4].clamp(min=1)).item(),
+        "policy/clip_frac": (totals[2] / totals[4].clamp(min=1)).item(),
+        "policy/ratio_mean": (totals[3] / totals[4].clamp(min=1)).item(),
+        "train/loss": totals[0].item() / procs.n,  # the mean of the processes' losses, as DDP's gradient
         "train/grad_norm": grad_norm.item(),
         "time/generate_s": t_gen,
         "time/update_s": time.perf_counter() - t1,
-        **stats,
     })
+    if cfg.algo == "t_grpo":
+        metrics.update({
+            "tgrpo/p": _nanmean(qstats[:, 0]),
+            "tgrpo/p_shuffled": _nanmean(qstats[:, 1]),
+            "tgrpo/bonus_applied": _nanmean(qstats[:, 2]),
+            "tgrpo/advantage_changed": t_changed.view(-1, G)[has_shuffled].float().mean().item()
+            if has_shuffled.any() else 0.0,
+        })
+    if cfg.relative:
+        has_kim = ~torch.isnan(qstats[:, 4])
+        metrics.update({
+            "relative/gap": _nanmean(qstats[:, 4]),
+            "relative/bonus_mean": relative.mean().item(),
+            "relative/advantage_changed": r_changed.view(-1, G)[has_kim].float().mean().item()
+            if has_kim.any() else 0.0,
+        })
     return metrics
 
 
+# ----------------------------------------------------------------------------- checkpoints
+RESUME_IGNORES = ("steps", "checkpoint_every", "keep_checkpoints", "num_processes", "accelerate_config")
+"""Params that do not change what a step computes: a run with more steps resumes a shorter one."""
+
+
+def fingerprint(cfg: RFTParams, seed: int, files: list[str | os.PathLike] = ()) -> str:
+    """What a checkpoint must match to be resumed: the params that shape the steps, the seed,
+    and the bytes of the inputs (RL split, starting weights)."""
+    h = hashlib.sha256()
+    shape = {k: v for k, v in asdict(cfg).items() if k not in RESUME_IGNORES}
+    h.update(json.dumps([shape, seed], sort_keys=True).encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoints(checkpoint_dir: str | os.PathLike, print_: str) -> list[Path]:
+    """This run's checkpoints, oldest first: `step_<n>-<fingerprint>.pt`."""
+    return sorted(Path(checkpoint_dir).glob(f"step_*-{print_}.pt"))
+
+
+def save_state(path: Path, model, optimizer, step: int, history: list[dict], print_: str) -> None:
+    from peft import get_peft_model_state_dict
+
+    state = {"step": step, "fingerprint": print_, "history": history,
+             "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:  # a crash while writing leaves the previous checkpoint intact
+        torch.save(state, tmp)
+
+
+def load_state(checkpoint_dir: str | os.PathLike, print_: str) -> dict | None:
+    """The newest checkpoint written for these params and inputs, or None."""
+    found = checkpoints(checkpoint_dir, print_)
+    return torch.load(found[-1], map_location="cpu", weights_only=True) if found else None
+
+
 def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, seed: int,
-               checkpoint_dir: str | Path | None = None,
-               on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """`cfg.steps` GRPO steps; questions drawn from `np.random.default_rng([seed, step])`."""
+               kim_clips: list | None = None, checkpoint_dir: str | Path | None = None,
+               fingerprint_: str = "run", on_step: Callable[[int, dict], None] | None = None,
+               reward_funcs: dict = REWARD_FUNCS, accelerator=None) -> list[dict]:
+    """`cfg.steps` GRPO steps; the step's questions are drawn from
+    `np.random.default_rng([seed, step])` and split over processes in contiguous blocks.
+
+    With `checkpoint_dir`, the state is saved every `cfg.checkpoint_every` steps and at the end,
+    and a run finds the newest checkpoint with its fingerprint and resumes from it (replaying
+    its logged steps to `on_step`); checkpoints of other params are left alone and never loaded.
+    """
+    from peft import set_peft_model_state_dict
+
+    procs = _Procs(accelerator)
+    if cfg.prompts_per_step % procs.n:
+        raise ValueError(f"rft.prompts_per_step={cfg.prompts_per_step} must be a multiple of the "
+                         f"{procs.n} processes")
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    history = []
-    for step in range(cfg.steps):
+    history: list[dict] = []
+    state = load_state(checkpoint_dir, fingerprint_) if checkpoint_dir is not None else None
+    if state is not None:
+        set_peft_model_state_dict(model, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"][:cfg.steps]
+        for step, metrics in enumerate(history):
+            if on_step is not None:
+                on_step(step, metrics)
+    if accelerator is not None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    per_process = cfg.prompts_per_step // procs.n
+    for step in range(len(history), cfg.steps):
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(samples), size=cfg.prompts_per_step, replace=False)
-        metrics = grpo_step(model, processor, optimizer, [samples[i] for i in idx],
-                            [clips[i] for i in idx], cfg)
+        mine = range(procs.rank * per_process, (procs.rank + 1) * per_process)
+        questions = [Question(k, samples[idx[k]], clips[idx[k]],
+                              None if kim_clips is None else kim_clips[idx[k]]) for k in mine]
+        try:
+            metrics = grpo_step(model, processor, optimizer, questions, cfg, seed=seed, step=step,
+                                reward_funcs=reward_funcs, accelerator=accelerator)
+        except FloatingPointError as err:
+            last = checkpoints(checkpoint_dir, fingerprint_)[-1:] if checkpoint_dir is not None else []
+            raise FloatingPointError(
+                f"RFT stopped at step {step}: {err}. The last good checkpoint is "
+                f"{last[0] if last else 'none (none was written yet)'}; lower rft.lr or raise "
+                "rft.temperature, then rerun to resume from it.") from err
         history.append(metrics)
         if on_step is not None:
             on_step(step, metrics)
-        if checkpoint_dir is not None and (step + 1) % cfg.checkpoint_every == 0:
-            model.save_pretrained(Path(checkpoint_dir) / f"step_{step + 1:05d}")
+        done = step + 1
+        if checkpoint_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            if procs.rank == 0:
+                save_state(Path(checkpoint_dir) / f"step_{done:05d}-{fingerprint_}.pt",
+                           procs.unwrap(model), optimizer, done, history, fingerprint_)
+                for old in checkpoints(checkpoint_dir, fingerprint_)[:-max(1, cfg.keep_checkpoints)]:
+                    old.unlink()
+            if accelerator is not None:
+                accelerator.wait_for_everyone()
     return history
+
+
+# ----------------------------------------------------------------------------- the stage
+def load_kim_clips(samples: list, jsonl_path, dcfg) -> list[Clip | None]:
+    """The key-information-missing clip of each sample that has one (`kim_path`), else None."""
+    from vrlib.data import load_media, video_path
+
+    return [None if not getattr(s, "kim_path", None) else
+            load_media(video_path(s, jsonl_path, "kim_path"), s.data_type, fps=dcfg.fps,
+                       min_frames=dcfg.min_frames, max_frames=dcfg.max_frames) for s in samples]
+
+
+def launch_command(cfg: RFTParams, params_path: str = "params.yaml") -> list[str]:
+    """`accelerate launch` of this module with cfg.num_processes processes: cfg.accelerate_config
+    when given, else DDP on the local devices (gloo on a machine without GPUs)."""
+    import sys
+
+    how = ["--config_file", cfg.accelerate_config] if cfg.accelerate_config else \
+        ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [sys.executable, "-m", "accelerate.commands.launch", *how,
+            "--num_processes", str(cfg.num_processes), "-m", "vrlib.rft", "--params", params_path]
+
+
+def run(seed: int, dcfg, cfg: RFTParams, *, base: str = "models/base", sft: str = "models/sft",
+        split: str = "data/rl.jsonl", out: str = "models/rft", checkpoint_dir: str = "checkpoints/rft",
+        live_dir: str | None = "dvclive/rft") -> list[dict]:
+    """The rft stage in this process (one of several under `accelerate launch`): load the split
+    and the policy, train (resuming a matching checkpoint), write the adapter, the adapter
+    stack it sits on (`stack.json`) and the step logs."""
+    from accelerate import Accelerator
+
+    from vrlib.data import load_split
+    from vrlib.logs import dvclive_logger
+    from vrlib.model import STACK, add_lora, check_model_dir, load_policy, load_processor, save_checkpoint
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    processor = load_processor(base)
+    samples, clips = load_split(split, fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
+    kim_clips = load_kim_clips(samples, split, dcfg) if cfg.relative else None
+    below = [sft] if cfg.init == "sft" else []
+    policy = load_policy(base, below, load_in_4bit=cfg.load_in_4bit, device=accelerator.device)
+    model = add_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, seed=seed)
+    inputs = [split, check_model_dir(base) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in below]]
+    main = accelerator.is_main_process
+    with contextlib.ExitStack() as stack:
+        on_step = None
+        if main and live_dir is not None:
+            from dvclive import Live
+
+            on_step = dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None)))
+        history = train_grpo(model, processor, samples, clips, cfg, seed=seed, kim_clips=kim_clips,
+                             checkpoint_dir=checkpoint_dir, fingerprint_=fingerprint(cfg, seed, inputs),
+                             on_step=on_step, accelerator=accelerator)
+    if main:
+        save_checkpoint(accelerator.unwrap_model(model), None, out)
+        (Path(out) / STACK).write_text(json.dumps({"below": below}))
+        (Path(out) / "history.json").write_text(json.dumps(history))
+    accelerator.wait_for_everyone()
+    return history
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from vrlib import config
+
+    ap = argparse.ArgumentParser(description="the rft stage, e.g. under `accelerate launch -m vrlib.rft`")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    params = config.load(args.params)
+    run(params.seed, params.data, params.rft)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The GRPO loop on the tiny model: every variant steps, a killed run resumes to the same
+adapter and logs, a NaN stops before the update, and 2 processes make the same update as 1."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from peft import get_peft_model_state_dict
+
+from vrlib.config import DataParams, RFTParams
+from vrlib.model import add_lora, load_model, load_processor
+from vrlib.rft import (REWARD_FUNCS, Question, checkpoints, fingerprint, grpo_step, load_kim_clips,
+                       load_state, score, shuffle_clip, train_grpo)
+
+REPO = Path(__file__).resolve().parents[1]
+# A random-weight model's rollouts score 0 on the real rewards (zero advantages, no update);
+# a reward that varies with the text gives the loop a signal.
+VARIED = {**REWARD_FUNCS, "varied": lambda text, sample: float(len(text) % 3)}
+SMALL = dict(prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2, temperature=1.0)
+
+
+def fresh(tiny_dir):
+    return add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0)
+
+
+def adapter(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def same_logs(a: list[dict], b: list[dict]) -> bool:
+    strip = lambda h: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in h]  # noqa: E731
+    return strip(a) == strip(b)
+
+
+@pytest.fixture(scope="module")
+def split(world_split):
+    root, samples, clips = world_split
+    return samples, clips, load_kim_clips(samples, root / "eval.jsonl", DataParams())
+
+
+@pytest.mark.parametrize("variant", [
+    dict(algo="t_grpo", bonus_mode="reward"),
+    dict(algo="t_grpo", bonus_mode="advantage", relative=True, relative_form="margin"),
+    dict(loss_type="dapo", scale_rewards="batch", num_iterations=2, length_bonus=True,
+         length_min=1, length_max=8),
+    dict(loss_type="dr_grpo", scale_rewards="none", beta=0.0),
+    dict(loss_type="bnpo", epsilon_high=0.28),
+])
+def test_every_variant_steps_and_logs(tiny_dir, split, variant):
+    samples, clips, kim = split
+    model, processor = fresh(tiny_dir), load_processor(tiny_dir)
+    before = adapter(model)
+    cfg = RFTParams(**SMALL, **variant)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    questions = [Question(k, samples[k + 1], clips[k + 1], kim[k + 1]) for k in range(2)]
+    metrics = grpo_step(model, processor, optimizer, questions, cfg, reward_funcs=VARIED)
+    assert any(not torch.equal(before[k], v) for k, v in adapter(model).items())
+    expected = ["reward/format/mean", "reward/accuracy/mean", "reward/glue_iou/mean",
+                "group/frac_zero_std", "group/all_correct", "group/all_wrong",
+                "completion/length_mean", "completion/clipped_frac", "policy/kl",
+                "policy/clip_frac", "train/loss", "train/grad_norm", "time/generate_s", "time/update_s"]
+    if cfg.algo == "t_grpo":
+        expected += ["tgrpo/p", "tgrpo/p_shuffled", "tgrpo/bonus_applied", "tgrpo/advantage_changed"]
+    if cfg.relative:
+        expected += ["relative/gap", "relative/bonus_mean", "relative/advantage_changed"]
+    assert set(expected) <= set(metrics) and all(map(torch.isfinite, map(torch.tensor, metrics.values())))
+    if cfg.beta == 0:
+        assert metrics["policy/kl"] == 0.0
+
+
+def test_each_sample_is_scored_by_its_own_problem_type(split):
+    samples, _, _ = split
+    by_type = {s.problem_type: s for s in samples}
+    mixed = list(by_type.values())
+    parts = score([s.process + s.solution for s in mixed], mixed)  # every sample's own solution
+    assert parts["accuracy"].tolist() == [1.0] * len(mixed)
+    assert parts["format"].tolist() == [1.0] * len(mixed)
+
+
+def test_shuffle_clip_reorders_every_frame_array_together(split):
+    import numpy as np
+
+    _, clips, _ = split
+    clip = clips[1]
+    shuffled = shuffle_clip(clip, np.random.default_rng(0))
+    order = [list(clip.indices).index(i) for i in shuffled.indices]
+    assert order != sorted(order) and sorted(order) == list(range(len(order)))
+    assert np.array_equal(shuffled.frames, clip.frames[order])
+    assert np.array_equal(shuffled.timestamps, clip.timestamps[order])
+
+
+def test_a_killed_run_resumes_to_the_same_adapter_and_logs(tiny_dir, split, tmp_path):
+    samples, clips, _ = split
+    processor = load_processor(tiny_dir)
+    cfg = RFTParams(**SMALL, steps=4, checkpoint_every=2, algo="t_grpo", num_iterations=2)
+
+    whole = fresh(tiny_dir)
+    expected = train_grpo(whole, processor, samples, clips, cfg, seed=3, reward_funcs=VARIED,
+                          checkpoint_dir=tmp_path / "a", fingerprint_="f")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_2(step, metrics):  # after the checkpoint of step 2, mid-way through the run
+        if step == 2:
+            raise Killed
+    with pytest.raises(Killed):
+        train_grpo(fresh(tiny_dir), processor, samples, clips, cfg, seed=3, reward_funcs=VARIED,
+                   checkpoint_dir=tmp_path / "b", fingerprint_="f", on_step=kill_at_step_2)
+    assert [p.name for p in checkpoints(tmp_path / "b", "f")] == ["step_00002-f.pt"]
+
+    replayed = []
+    resumed = fresh(tiny_dir)  # a new process: fresh weights, the state comes from the checkpoint
+    history = train_grpo(resumed, processor, samples, clips, cfg, seed=3, reward_funcs=VARIED,
+                         checkpoint_dir=tmp_path / "b", fingerprint_="f",
+                         on_step=lambda step, m: replayed.append(step))
+    assert replayed == [0, 1, 2, 3]  # logged steps are replayed, so step logs are whole
+    assert same_logs(history, expected)
+    a, b = adapter(whole), adapter(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # keep_checkpoints = 2; another fingerprint (other params or inputs) is never resumed
+    assert [p.name for p in checkpoints(tmp_path / "b", "f")] == ["step_00002-f.pt", "step_00004-f.pt"]
+    assert load_state(tmp_path / "b", "other") is None
+
+
+def test_fingerprint_ignores_only_what_does_not_change_a_step(tmp_path):
+    f = tmp_path / "rl.jsonl"
+    f.write_text("{}\n")
+    base = fingerprint(RFTParams(), 0, [f])
+    assert fingerprint(RFTParams(steps=99, checkpoint_every=1, num_processes=2, prompts_per_step=4), 0, [f]) == base
+    assert fingerprint(RFTParams(lr=1e-3), 0, [f]) != base
+    assert fingerprint(RFTParams(), 1, [f]) != base
+    f.write_text("{} \n")
+    assert fingerprint(RFTParams(), 0, [f]) != base
+
+
+def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tiny_dir, split, tmp_path):
+    samples, clips, _ = split
+    processor = load_processor(tiny_dir)
+    cfg = RFTParams(**SMALL, steps=3, checkpoint_every=1)
+    calls = []
+
+    def nan_from_step_1(text, sample):  # 8 rollouts per step
+        calls.append(1)
+        return float("nan") if len(calls) > 8 else float(len(text) % 3)
+    model = fresh(tiny_dir)
+    with pytest.raises(FloatingPointError, match=r"step 1.*step_00001-f\.pt.*rft\.lr"):
+        train_grpo(model, processor, samples, clips, cfg, seed=0, reward_funcs={"r": nan_from_step_1},
+                   checkpoint_dir=tmp_path, fingerprint_="f")
+    state = load_state(tmp_path, "f")
+    assert state["step"] == 1
+    current = adapter(model)
+    assert all(torch.equal(current[k], v) for k, v in state["adapter"].items())  # NaN step not applied
+
+
+@pytest.mark.slow
+def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, tmp_path):
+    """tests/rft_script.py under `accelerate launch` with 2 CPU processes (gloo) vs 1 process,
+    same global batch: T-GRPO + relative + advantage bonuses, and dapo with batch scaling and
+    2 iterations (the gathered normalisers)."""
+    root, _, _ = world_split
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    args = [str(tiny_dir), str(root / "eval.jsonl")]
+    subprocess.run([sys.executable, "tests/rft_script.py", *args, str(tmp_path / "one.pt")],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--num_processes", "2"]
+    subprocess.run([*launch, "tests/rft_script.py", *args, str(tmp_path / "two.pt")],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    one = torch.load(tmp_path / "one.pt", weights_only=True)
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    for name in one:
+        assert (one[name]["processes"], two[name]["processes"]) == (1, 2)
+        for k, v in one[name]["adapter"].items():
+            assert torch.allclose(v, two[name]["adapter"][k], atol=1e-6), (name, k)
+        assert any(v.abs().sum() > 0 for k, v in one[name]["adapter"].items() if "lora_B" in k)
+        for a, b in zip(one[name]["history"], two[name]["history"]):
+            for k in a:
+                if not k.startswith("time/"):
+                    assert a[k] == pytest.approx(b[k], abs=1e-5), (name, k)
