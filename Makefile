@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: env study test lab
+.PHONY: env study ablations test lab
 
 env: $(VENV)/.synced
 
@@ -23,6 +23,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 study: env
 	dvc repro
+
+ablations: env  # after `make study` and a commit: dvc exp run per RL variant -> metrics/ablations.json
+	python -m vrlib.ablations
 
 test: env
 	pytest

@@ -56,3 +56,14 @@ def test_task_metrics_by_hand():
 def test_mra_never_raises_on_model_output(text):
     s = sample(0, "regression", "<answer>40</answer>", "world/distance/path")
     assert score_traces("m", [s], [text], [True])[0].mra == 0.0
+
+
+def test_ablation_table_by_hand():
+    from vrlib.ablations import table
+
+    def model(order, describe):
+        return {"order": {"accuracy": order, "problem_type": "multiple choice", "n": 2},
+                "describe": {"accuracy": describe, "problem_type": "free-form", "n": 2}}
+    runs = {"t_grpo": {"set": ["rft.algo=t_grpo"], "eval": {"sft": model(25.0, 10.0), "rft": model(50.0, 20.0)}}}
+    assert table(runs).splitlines()[2] == \
+        "| t_grpo | `rft.algo=t_grpo` | 35.0 (17.5) | +17.5 | 50.0 (25.0) | +25.0 |"

@@ -19,7 +19,7 @@ TINY_BUDGET = {
     "base": {"perception_steps": 10, "steps": 20, "vocab_size": 400},
     "sft": {"steps": 4, "batch_size": 4},
     "rft": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
-            "checkpoint_every": 1},
+            "checkpoint_every": 1, "algo": "t_grpo", "relative": True},
     "evaluation": {"max_new_tokens": 16, "batch_size": 8},
     "analysis": {"n_show": 1},
 }
@@ -69,13 +69,19 @@ def test_dvc_repro_runs_the_whole_study(study):
     assert (study / "dvc.lock").is_file()
     assert (study / "reports/06_error_analysis.ipynb").is_file()
     assert (study / "dvclive/rft/plots/metrics/reward/accuracy/mean.tsv").is_file()
-    assert (study / "checkpoints/rft/step_00002/adapter_config.json").is_file()
+    assert len(list((study / "checkpoints/rft").glob("step_00002-*.pt"))) == 1
+    assert json.loads((study / "models/rft/stack.json").read_text()) == {"below": ["models/sft"]}
+    assert (study / "dvclive/rft/plots/metrics/tgrpo/advantage_changed.tsv").is_file()
+    assert (study / "dvclive/rft/plots/metrics/relative/gap.tsv").is_file()
+    assert json.loads((study / "metrics/grpo_by_hand.json").read_text())["issue51"]
     # nothing changed -> nothing runs
     again = run(["dvc", "repro"], study)
     assert "Running stage" not in again.stdout, again.stdout
-    # an experiment with another beta reruns rft onwards, not the data or the models before
-    exp = run(["dvc", "exp", "run", "-S", "rft.beta=0.0"], study)
+    # an experiment with another beta reruns rft onwards, not the data or the models before;
+    # with 2 processes the notebook runs the loop under `accelerate launch`
+    exp = run(["dvc", "exp", "run", "-S", "rft.beta=0.0", "-S", "rft.num_processes=2"], study)
     assert "Running stage 'rft'" in exp.stdout and "Running stage 'data'" not in exp.stdout
+    assert len(json.loads((study / "models/rft/history.json").read_text())) == 2
 
 
 @pytest.mark.slow
