@@ -74,3 +74,12 @@ def test_readme_results_table_is_generated_from_the_committed_metrics():
     readme = (ROOT / "README.md").read_text()
     assert overview_table(metrics) in readme
     assert results_table(metrics, "grounding") in readme
+
+
+def test_readme_ablation_table_is_generated_from_the_committed_results():
+    import json
+
+    from vrlib.ablations import OUT, table
+
+    ablations = json.loads((ROOT / OUT).read_text())
+    assert table(ablations) in (ROOT / "README.md").read_text()

@@ -16,12 +16,10 @@ from vrlib.data import atomic_write_json
 from vrlib.evaluate import headline
 
 ABLATIONS: dict[str, list[str]] = {
-    "grpo": ["rft.algo=grpo"],
-    "t_grpo, bonus on the reward (Video-R1)": ["rft.algo=t_grpo", "rft.bonus_mode=reward"],
-    "t_grpo, bonus on the advantage": ["rft.algo=t_grpo", "rft.bonus_mode=advantage"],
+    "grpo (no shuffled rollouts)": ["rft.algo=grpo"],
+    "t_grpo, bonus on the reward (Video-R1)": ["rft.bonus_mode=reward"],
     "no SFT cold start": ["rft.init=base"],
     "loss_type dr_grpo": ["rft.loss_type=dr_grpo"],
-    "loss_type dapo": ["rft.loss_type=dapo"],
     "relative reward (hypothesis)": ["rft.relative=true"],
 }
 """name -> `dvc exp run -S` overrides of the committed params.yaml."""
@@ -55,7 +53,7 @@ def _run(cmd: list[str]) -> None:
 
 
 def main() -> None:
-    results = {"committed study": {"set": [], "eval": json.loads(Path("metrics/eval.json").read_text())}}
+    results = {"committed params.yaml": {"set": [], "eval": json.loads(Path("metrics/eval.json").read_text())}}
     try:
         for name, sets in ABLATIONS.items():
             _run(["git", "checkout", "--", "params.yaml"])
