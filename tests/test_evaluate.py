@@ -64,6 +64,18 @@ def test_ablation_table_by_hand():
     def model(order, describe):
         return {"order": {"accuracy": order, "problem_type": "multiple choice", "n": 2},
                 "describe": {"accuracy": describe, "problem_type": "free-form", "n": 2}}
-    runs = {"t_grpo": {"set": ["rft.algo=t_grpo"], "eval": {"sft": model(25.0, 10.0), "rft": model(50.0, 20.0)}}}
-    assert table(runs).splitlines()[2] == \
-        "| t_grpo | `rft.algo=t_grpo` | 35.0 (17.5) | +17.5 | 50.0 (25.0) | +25.0 |"
+    runs = {"t_grpo": {"set": ["rft.algo=t_grpo"], "eval": {"sft": model(25.0, 10.0), "rft": model(50.0, 20.0)},
+                       "log": {"tgrpo/advantage_changed": 0.125, "tgrpo/p": 0.25, "tgrpo/p_shuffled": 0.5}},
+            "grpo": {"set": [], "eval": {"sft": model(25.0, 10.0), "rft": model(0.0, 10.0)}}}
+    rows = table(runs).splitlines()
+    assert rows[2] == "| t_grpo | `rft.algo=t_grpo` | 35.0 (17.5) | +17.5 | 50.0 (25.0) | +25.0 | 12.5% | 0.250 / 0.500 |"
+    assert rows[3] == "| grpo | (committed params) | 5.0 (17.5) | -12.5 | 0.0 (25.0) | -25.0 | - | - |"
+
+
+def test_ablation_log_means_reads_dvclive_tsv(tmp_path):
+    from vrlib.ablations import log_means
+
+    path = tmp_path / "plots/metrics/tgrpo/p.tsv"
+    path.parent.mkdir(parents=True)
+    path.write_text("step\tp\n0\t0.5\n1\t0.25\n")
+    assert log_means(tmp_path) == {"tgrpo/p": 0.375}
