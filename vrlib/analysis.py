@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,25 +15,87 @@ def read_traces(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def failure(trace: dict, threshold: float = 0.5) -> str:
-    """A coarse reason per trace: ok, truncated, no answer tag, bad format, or wrong answer."""
+FAILURES = ("ok", "truncated", "no answer tag", "wrong format", "time outside the video",
+            "answer not supported by the reasoning", "wrong answer, valid format")
+"""The taxonomy, checked in this order: each trace gets the first that applies."""
+
+_SPANS = {"temporal grounding", "grounded QA"}
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_READ = {"multiple choice": rewards.parse_letter, "grounded QA": rewards.parse_letter,
+         "numerical": rewards.parse_number, "regression": rewards.parse_number,
+         "temporal grounding": rewards.parse_span}
+"""How the answer is read for the types whose reasoning can be compared with it."""
+
+
+def _outside(completion: str, sample) -> bool:
+    """A predicted span or evidence segment that starts before 0 or ends after the video."""
+    if sample is None or sample.problem_type not in _SPANS or sample.duration <= 0:
+        return False
+    answer = rewards.extract_answer(completion) or ""
+    spans = [rewards.parse_span(answer)] if sample.problem_type == "temporal grounding" \
+        else (rewards.parse_glue(completion) or [])
+    return any(s is not None and (min(s) < 0 or max(s) > sample.duration) for s in spans)
+
+
+def reasoning_answer(completion: str, sample) -> object | None:
+    """What the <think> part concludes, read as the answer would be: the last option the
+    reasoning names (its letter, or the option's text), the last number, or the last span.
+    None when the reasoning names none, or for types without one (OCR, free-form, tracking).
+    A heuristic for the taxonomy, not a metric: e.g. "The white square is first." -> the letter
+    of the option "white square"."""
+    thoughts = _THINK.findall(completion)
+    if not thoughts or sample is None or sample.problem_type not in _READ:
+        return None
+    think = thoughts[-1]
+    kind = sample.problem_type
+    if kind in ("multiple choice", "grounded QA"):
+        named = []  # (position, letter) of every option the reasoning names
+        for option in sample.options:
+            letter, _, text = option.partition(". ")
+            at = think.lower().rfind(text.strip().lower()) if text.strip() else -1
+            if at >= 0:
+                named.append((at + len(text.strip()), letter))
+            for needle in (f"({letter})", f" {letter}."):  # the letter itself, case-sensitive
+                at = think.rfind(needle)
+                if at >= 0:
+                    named.append((at + len(needle), letter))
+        return max(named)[1] if named else None
+    if kind in ("numerical", "regression"):
+        numbers = _NUMBER.findall(think)
+        return rewards.parse_number(numbers[-1]) if numbers else None
+    return rewards.parse_span(think)  # temporal grounding
+
+
+def failure(trace: dict, sample=None, threshold: float = 0.5) -> str:
+    """The first reason of FAILURES that applies to a trace; `sample` (its data record) lets the
+    two last checks see the video's duration and the options."""
     if trace["accuracy"] >= threshold:
         return "ok"
     if trace["truncated"]:
         return "truncated"
-    if rewards.extract_answer(trace["completion"]) is None:
+    completion = trace["completion"]
+    answer = rewards.extract_answer(completion)
+    if answer is None:
         return "no answer tag"
     if trace["format"] < 1.0:
         return "wrong format"
-    return "wrong answer"
+    if _outside(completion, sample):
+        return "time outside the video"
+    concluded = reasoning_answer(completion, sample)
+    if concluded is not None:
+        if _READ[sample.problem_type](answer) != concluded:
+            return "answer not supported by the reasoning"
+    return "wrong answer, valid format"
 
 
-def taxonomy(traces: list[dict], threshold: float = 0.5) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def taxonomy(traces: list[dict], samples: dict | None = None, threshold: float = 0.5) -> dict[str, int]:
+    """Counts per FAILURES reason (every reason listed, zeros included): they add up to the
+    traces, and all but "ok" add up to the wrong items. `samples`: problem_id -> data record."""
+    counts = dict.fromkeys(FAILURES, 0)
     for t in traces:
-        reason = failure(t, threshold)
-        counts[reason] = counts.get(reason, 0) + 1
-    return dict(sorted(counts.items()))
+        counts[failure(t, (samples or {}).get(t["problem_id"]), threshold)] += 1
+    return counts
 
 
 def flips(before: list[dict], after: list[dict], threshold: float = 0.5) -> dict[str, list[str]]:

@@ -1,0 +1,72 @@
+"""vrlib.analysis: the failure taxonomy on hand-written traces, and the flips between models."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from vrlib.analysis import FAILURES, failure, flips, reasoning_answer, taxonomy
+
+MC = SimpleNamespace(problem_type="multiple choice", duration=8.0,
+                     options=["A. white square", "B. yellow square", "C. red circle"])
+SPAN = SimpleNamespace(problem_type="temporal grounding", duration=8.0, options=[])
+GQA = SimpleNamespace(problem_type="grounded QA", duration=8.0, options=["A. red", "B. blue"])
+COUNT = SimpleNamespace(problem_type="numerical", duration=8.0, options=[])
+OCR = SimpleNamespace(problem_type="OCR", duration=8.0, options=[])
+
+
+def trace(completion, accuracy=0.0, fmt=1.0, truncated=False, pid="x"):
+    return {"problem_id": pid, "completion": completion, "accuracy": accuracy, "format": fmt,
+            "truncated": truncated}
+
+
+@pytest.mark.parametrize("completion,sample,kw,expected", [
+    ("<think>a</think><answer>B</answer>", MC, dict(accuracy=1.0), "ok"),
+    ("<think>The white square appears", MC, dict(fmt=0.0, truncated=True), "truncated"),
+    ("<think>It is B.</think>", MC, dict(fmt=0.0), "no answer tag"),
+    ("I think <answer>B</answer>", MC, dict(fmt=0.0), "wrong format"),
+    ("<think>from 6.0 to 9.5</think><answer>6.0 to 9.5</answer>", SPAN, {}, "time outside the video"),
+    ("<think>x</think><answer>A</answer><glue>[(1.0, 12.0)]</glue>", GQA, {}, "time outside the video"),
+    ("<think>The yellow square appears at 1.0 seconds. The white square is first.</think>"
+     "<answer>B</answer>", MC, {}, "answer not supported by the reasoning"),
+    ("<think>I see the red circle. That is 2.</think><answer>3</answer>", COUNT, {},
+     "answer not supported by the reasoning"),
+    ("<think>visible from 2.0 to 5.0.</think><answer>1.0 to 3.0</answer>", SPAN, {},
+     "answer not supported by the reasoning"),
+    ("<think>The white square is first.</think><answer>A</answer>", MC, {}, "wrong answer, valid format"),
+    ("<think>I read the word.</think><answer>cat</answer>", OCR, {}, "wrong answer, valid format"),
+    ("<think>from 6.0 to 7.5</think><answer>6.0 to 7.5</answer>", SPAN, {}, "wrong answer, valid format"),
+])
+def test_failure_reasons_by_hand(completion, sample, kw, expected):
+    assert failure(trace(completion, **kw), sample) == expected
+
+
+def test_reasoning_answer_reads_the_last_option_number_or_span():
+    assert reasoning_answer("<think>Not (A); it is (C)</think>", MC) == "C"
+    assert reasoning_answer("<think>the red circle, then the white square</think>", MC) == "A"
+    assert reasoning_answer("<think>no option here</think>", MC) is None
+    assert reasoning_answer("<think>from (12, 30) to (50, 30), so 38.</think>", COUNT) == 38.0
+    assert reasoning_answer("<think>2.0 to 5.0, or 3.0 and 4.0</think>", SPAN) == (3.0, 4.0)
+    assert reasoning_answer("<think>anything</think>", OCR) is None
+    assert reasoning_answer("no think at all", MC) is None
+
+
+def test_taxonomy_counts_add_up_and_wrong_ones_are_the_wrong_items():
+    samples = {"a": MC, "b": SPAN, "c": COUNT, "d": MC}
+    traces = [trace("<think>x</think><answer>B</answer>", 1.0, pid="a"),
+              trace("<think>from 6.0 to 9.5</think><answer>6.0 to 9.5</answer>", pid="b"),
+              trace("<think>That is 2.</think><answer>3</answer>", pid="c"),
+              trace("<think>x", fmt=0.0, truncated=True, pid="d")]
+    counts = taxonomy(traces, samples)
+    assert list(counts) == list(FAILURES)
+    assert sum(counts.values()) == 4 and counts["ok"] == 1
+    assert sum(v for k, v in counts.items() if k != "ok") == sum(t["accuracy"] < 0.5 for t in traces)
+    assert counts["time outside the video"] == counts["answer not supported by the reasoning"] == 1
+    # without the data records the two checks that need them are skipped, never guessed
+    assert taxonomy(traces)["wrong answer, valid format"] == 2
+
+
+def test_flips_between_models():
+    before = [trace("", 1.0, pid="a"), trace("", 0.0, pid="b"), trace("", 1.0, pid="c")]
+    after = [trace("", 0.0, pid="a"), trace("", 0.9, pid="b"), trace("", 1.0, pid="c")]
+    assert flips(before, after) == {"fixed": ["b"], "broken": ["a"]}
