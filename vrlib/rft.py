@@ -84,7 +84,7 @@ class Group:
     reward: torch.Tensor               # (G,) sum of parts + length bonus
     temporal: torch.Tensor             # (G,) T-GRPO bonus (0 without shuffled rollouts)
     relative: torch.Tensor             # (G,) relative bonus (0 without a kim clip)
-    stats: torch.Tensor                # (5,) p, p~, applied, has_shuffled, relative gap  (nan if n/a)
+    stats: torch.Tensor                # (4,) p, p~, bonus applied, relative gap (nan where not computed)
 
 
 def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, step: int,
@@ -102,27 +102,25 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
         reward = reward + torch.tensor(rewards.length_bonus(
             accuracy.tolist(), ro.completion_mask.sum(1).tolist(), omega=cfg.length_omega,
             l_min=cfg.length_min, l_max=cfg.length_max, threshold=cfg.temporal_threshold))
-    nan = float("nan")
+
+    def side_accuracy(clip: Clip) -> torch.Tensor:  # (G/2,) rollouts that never enter the loss
+        side = generate(policy, processor, [q.sample], [clip], num_generations=n_side, **gen)
+        return score(side.texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
+
     temporal, relative = torch.zeros(G), torch.zeros(G)
-    p = p_shuffled = applied = gap = nan
-    has_shuffled = 0.0
+    p = p_shuffled = applied = gap = float("nan")
     if cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1:
         rng = np.random.default_rng(question_seed(seed, step, q.position))
-        shuffled = generate(policy, processor, [q.sample], [shuffle_clip(q.clip, rng)],
-                            num_generations=n_side, **gen)
-        acc_shuffled = score(shuffled.texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
+        acc_shuffled = side_accuracy(shuffle_clip(q.clip, rng))
         bonus, fired = temporal_bonus(accuracy[None], acc_shuffled[None], alpha=cfg.temporal_alpha,
                                       mu=cfg.temporal_mu, threshold=cfg.temporal_threshold)
-        temporal, applied, has_shuffled = bonus[0], float(fired[0]), 1.0
+        temporal, applied = bonus[0], float(fired[0])
         p, p_shuffled = accuracy.mean().item(), acc_shuffled.mean().item()
     if cfg.relative and q.kim_clip is not None:
-        missing = generate(policy, processor, [q.sample], [q.kim_clip], num_generations=n_side, **gen)
-        acc_missing = score(missing.texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
-        bonus, diff = relative_bonus(accuracy[None], acc_missing[None], alpha=cfg.relative_alpha,
-                                     form=cfg.relative_form)
+        bonus, diff = relative_bonus(accuracy[None], side_accuracy(q.kim_clip)[None],
+                                     alpha=cfg.relative_alpha, form=cfg.relative_form)
         relative, gap = bonus[0], diff[0].item()
-    stats = torch.tensor([p, p_shuffled, applied, has_shuffled, gap])
-    return Group(ro, parts, reward, temporal, relative, stats)
+    return Group(ro, parts, reward, temporal, relative, torch.tensor([p, p_shuffled, applied, gap]))
 
 
 def _nanmean(x: torch.Tensor) -> float:
@@ -165,7 +163,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     stack = lambda f: procs.gather(torch.stack([f(g) for g in groups]))  # noqa: E731  (Q, ...)
     reward, temporal, relative = stack(lambda g: g.reward), stack(lambda g: g.temporal), stack(lambda g: g.relative)
     parts = {name: stack(lambda g, n=name: g.parts[n]) for name in groups[0].parts}
-    qstats = stack(lambda g: g.stats)                                              # (Q, 5)
+    qstats = stack(lambda g: g.stats)                                              # (Q, 4)
     lengths = stack(lambda g: g.rollouts.completion_mask.sum(1).float())           # (Q, G)
     truncated = stack(lambda g: g.rollouts.truncated.float())                      # (Q, G)
 
@@ -222,7 +220,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
 
     accuracy = parts.get("accuracy", torch.zeros_like(reward))
     correct = accuracy > cfg.temporal_threshold                                    # (Q, G)
-    has_shuffled = qstats[:, 3] == 1
+    has_shuffled = ~torch.isnan(qstats[:, 0])
     metrics = {f"reward/{name}/mean": v.mean().item() for name, v in parts.items()}
     metrics.update({
         "reward/mean": reward.mean().item(),
@@ -249,9 +247,9 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
             if has_shuffled.any() else 0.0,
         })
     if cfg.relative:
-        has_kim = ~torch.isnan(qstats[:, 4])
+        has_kim = ~torch.isnan(qstats[:, 3])
         metrics.update({
-            "relative/gap": _nanmean(qstats[:, 4]),
+            "relative/gap": _nanmean(qstats[:, 3]),
             "relative/bonus_mean": relative.mean().item(),
             "relative/advantage_changed": r_changed.view(-1, G)[has_kim].float().mean().item()
             if has_kim.any() else 0.0,
