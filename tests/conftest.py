@@ -40,3 +40,40 @@ def tiny_dir(tmp_path_factory, world_split):
     out = tmp_path_factory.mktemp("models") / "base"
     build_tiny(out, corpus * 4, max_pixels=56 * 56, seed=0, shape=TinyShape(vocab_size=400))
     return out
+
+
+# ----------------------------------------------------------------------------- importer fixtures
+# The media each fixture names, relative to the media root.
+VIDEOS = [
+    "LLaVA-Video-178K/liwei_youtube_videos/videos/youtube_video_2024/ytb_7nRmsEw7nsE.mp4",
+    "NeXT-QA/NExTVideo/1025/3238737531.mp4",
+    "CLEVRER/video_validation/video_10000-11000/video_10023.mp4",
+    "Spatial/SpaceLLaVA/scene_00412.mp4",
+    "3MSZA.mp4", "AO8RW.mp4", "Y6R7T.mp4",  # Charades-STA, both formats
+    "GOT-10k/val/GOT-10k_Val_000002.mp4", "GOT-10k/val/GOT-10k_Val_000003.mp4",
+    "1025/4010069381.mp4", "1025/3238737531.mp4", "0071/2435100235.mp4",  # NExT-GQA
+]
+IMAGES = ["Chart/chartqa/train/png/two_col_61042.png"]
+FRAME_DIRS = ["GOT-10k/val/GOT-10k_Val_000001"]
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory):
+    """The media the files in tests/fixtures/importers/ name: tiny real MP4s (2 s at 4 fps), a
+    PNG and a folder of JPG frames."""
+    from PIL import Image
+
+    from vrlib import video, world
+
+    root = tmp_path_factory.mktemp("media")
+    for i, name in enumerate(VIDEOS):
+        video.write_mp4(root / name, world.render(world.make_scene(0, i, duration=2)), 4)
+    frames = world.render(world.make_scene(1, 0, duration=2))  # (8, 112, 112, 3)
+    for name in IMAGES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(frames[0]).save(root / name)
+    for name in FRAME_DIRS:  # GOT-10k's layout: 00000001.jpg, 00000002.jpg, ...
+        (root / name).mkdir(parents=True)
+        for k, frame in enumerate(frames, start=1):
+            Image.fromarray(frame).save(root / name / f"{k:08d}.jpg")
+    return root

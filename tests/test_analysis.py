@@ -1,11 +1,12 @@
 """vrlib.analysis: the failure taxonomy on hand-written traces, and the flips between models."""
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
 
-from vrlib.analysis import FAILURES, failure, flips, reasoning_answer, taxonomy
+from vrlib.analysis import FAILURES, failure, flip_table, flips, read_models, reasoning_answer, taxonomy
 
 MC = SimpleNamespace(problem_type="multiple choice", duration=8.0,
                      options=["A. white square", "B. yellow square", "C. red circle"])
@@ -15,9 +16,9 @@ COUNT = SimpleNamespace(problem_type="numerical", duration=8.0, options=[])
 OCR = SimpleNamespace(problem_type="OCR", duration=8.0, options=[])
 
 
-def trace(completion, accuracy=0.0, fmt=1.0, truncated=False, pid="x"):
+def trace(completion, accuracy=0.0, fmt=1.0, truncated=False, pid="x", task="choice"):
     return {"problem_id": pid, "completion": completion, "accuracy": accuracy, "format": fmt,
-            "truncated": truncated}
+            "truncated": truncated, "task": task}
 
 
 @pytest.mark.parametrize("completion,sample,kw,expected", [
@@ -70,3 +71,28 @@ def test_flips_between_models():
     before = [trace("", 1.0, pid="a"), trace("", 0.0, pid="b"), trace("", 1.0, pid="c")]
     after = [trace("", 0.0, pid="a"), trace("", 0.9, pid="b"), trace("", 1.0, pid="c")]
     assert flips(before, after) == {"fixed": ["b"], "broken": ["a"]}
+
+
+def test_flip_table_counts_fixed_and_broken_per_task_for_every_pair_in_order():
+    def model(*accuracies):  # items a, b (choice) and c, d (count)
+        return [trace("", acc, pid=pid, task=task)
+                for acc, (pid, task) in zip(accuracies, [("a", "choice"), ("b", "choice"), ("c", "count"), ("d", "count")])]
+    by_model = {"base": model(0, 0, 0, 1), "sft": model(1, 0, 1, 1), "rft": model(0, 1, 1, 0)}
+    table = flip_table(by_model)
+    assert list(table.columns) == ["pair", "task", "fixed", "broken"]
+    got = {(r.pair, r.task): (r.fixed, r.broken) for r in table.itertuples()}
+    assert got == {("base_to_sft", "choice"): (1, 0), ("base_to_sft", "count"): (1, 0), ("base_to_sft", "all"): (2, 0),
+                   ("base_to_rft", "choice"): (1, 0), ("base_to_rft", "count"): (1, 1), ("base_to_rft", "all"): (2, 1),
+                   ("sft_to_rft", "choice"): (1, 1), ("sft_to_rft", "count"): (0, 1), ("sft_to_rft", "all"): (1, 2)}
+    # the "all" row is flips() itself
+    assert got[("sft_to_rft", "all")] == tuple(len(v) for v in flips(by_model["sft"], by_model["rft"]).values())
+    only = flip_table(by_model, pairs=[("rft", "sft")])
+    assert list(only.pair.unique()) == ["rft_to_sft"] and only.fixed.tolist() == [1, 1, 2]
+
+
+def test_read_models_puts_the_study_order_first(tmp_path):
+    for name in ("rft_tcr", "sft", "base", "rft"):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(trace("", pid=name)) + "\n\n")
+    by_model = read_models(tmp_path)
+    assert list(by_model) == ["base", "sft", "rft", "rft_tcr"]
+    assert [t["problem_id"] for t in by_model["rft_tcr"]] == ["rft_tcr"]

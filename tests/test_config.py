@@ -30,7 +30,7 @@ def test_unknown_key_lists_the_known_ones():
     with pytest.raises(ParamsError) as err:
         parse(config.RFTParams, {"betta": 0.1}, "rft")
     assert "rft.betta" in str(err.value) and "beta" in str(err.value)
-    with pytest.raises(ParamsError, match="known keys: scale, seed"):
+    with pytest.raises(ParamsError, match="known keys: scale, presets, seed"):
         parse(Params, {"sedd": 1})
 
 
@@ -83,3 +83,36 @@ def test_readme_ablation_table_is_generated_from_the_committed_results():
 
     ablations = json.loads((ROOT / OUT).read_text())
     assert table(ablations) in (ROOT / "README.md").read_text()
+
+
+# ----------------------------------------------------------------------------- scale presets
+def test_scale_presets_switch_the_study_to_real_models_with_one_key(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert config.load(ROOT / "params.yaml").rft.max_completion_length == raw["rft"]["max_completion_length"]
+    for scale, weights in (("qwen2.5-vl-7b", "Qwen2.5-VL-7B-Instruct"), ("qwen2.5-vl-3b", "Qwen2.5-VL-3B-Instruct")):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "scale": scale}))
+        p = config.load(tmp_path / "params.yaml")
+        assert p.base.pretrained_dir.endswith(weights) and p.base.dtype == "bfloat16"
+        # Video-R1's settings (research facts sec. 1.7): 2 fps, 4..16 frames of 128*28*28 px,
+        # G = 8 (+ 4 shuffled with T-GRPO), 768-token completions, beta 0.04, one prompt per GPU
+        assert (p.data.fps, p.data.min_frames, p.data.max_frames, p.data.max_pixels) == (2.0, 4, 16, 128 * 28 * 28)
+        assert (p.rft.group_size, p.rft.algo, p.rft.max_completion_length, p.rft.beta) == (8, "t_grpo", 768, 0.04)
+        assert (p.rft.prompts_per_step, p.rft.load_in_4bit, p.rft.gradient_checkpointing) == (1, True, True)
+        assert (p.sft.batch_size, p.sft.grad_accum, p.sft.load_in_4bit) == (1, 2, True)
+        assert p.data.n_eval == raw["data"]["n_eval"]  # what a preset does not name stays
+        # the notebooks' way: papermill injects the sections, `section` applies the preset
+        assert config.section("rft", raw["rft"], scale, raw["presets"]) == p.rft
+
+
+def test_unknown_scale_or_misspelt_preset_key_names_the_known_ones(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    with pytest.raises(config.ParamsError, match="scale='qwen3-vl'.*known scales: tiny, qwen2.5-vl-7b"):
+        config.section("rft", raw["rft"], "qwen3-vl", raw["presets"])
+    bad = {**raw, "presets": {"big": {"rft": {"group_sise": 8}}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(config.ParamsError, match=r"presets\.big\.rft\.group_sise.*group_size"):
+        config.load(tmp_path / "params.yaml")  # at load, whatever the scale: not later on a GPU
+    bad = {**raw, "presets": {"big": {"rtf": {}}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(config.ParamsError, match="presets.big.rtf is not a section"):
+        config.load(tmp_path / "params.yaml")

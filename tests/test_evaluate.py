@@ -79,3 +79,22 @@ def test_ablation_log_means_reads_dvclive_tsv(tmp_path):
     path.parent.mkdir(parents=True)
     path.write_text("step\tp\n0\t0.5\n1\t0.25\n")
     assert log_means(tmp_path) == {"tgrpo/p": 0.375}
+
+
+def test_settings_default_to_training_and_record_overrides():
+    from vrlib.config import DataParams, EvalParams
+    from vrlib.evaluate import settings
+
+    same = settings(DataParams(), EvalParams())
+    assert (same["fps"], same["min_frames"], same["max_frames"], same["max_pixels"]) == (2.0, 4, 16, 3136)
+    assert same["decoding"] == "greedy" and same["max_new_tokens"] == 96
+    more = settings(DataParams(), EvalParams(max_frames=64, max_pixels=256 * 28 * 28))
+    assert (more["max_frames"], more["max_pixels"], more["fps"]) == (64, 200704, 2.0)
+
+
+def test_an_output_without_answer_tag_is_scored_without_its_reasoning():
+    s = sample(0, "multiple choice", "<answer>B</answer>", "world/choice/colour", ["A. red", "B. blue"])
+    right, wrong = score_traces("m", [s, s], ["<think>not A</think> B", "<think>surely B</think> A"],
+                                [False, False])
+    assert (right.accuracy, right.format, right.answer) == (1.0, 0.0, "B")
+    assert (wrong.accuracy, wrong.answer) == (0.0, "A")  # the B inside the reasoning is not read

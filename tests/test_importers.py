@@ -11,26 +11,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from vrlib import importers, video, world
+from vrlib import importers, video
 from vrlib.data import RecordError, load_split, read_jsonl, write_jsonl
 from vrlib.rewards import accuracy_reward, format_reward, glue_iou_reward
 
-FIXTURES = Path(__file__).parent / "fixtures" / "importers"
+from conftest import FRAME_DIRS, IMAGES  # the media the fixtures name (built by the `media` fixture)
 
-# The media each fixture names, relative to the media root.
-VIDEOS = [
-    "LLaVA-Video-178K/liwei_youtube_videos/videos/youtube_video_2024/ytb_7nRmsEw7nsE.mp4",
-    "NeXT-QA/NExTVideo/1025/3238737531.mp4",
-    "CLEVRER/video_validation/video_10000-11000/video_10023.mp4",
-    "Spatial/SpaceLLaVA/scene_00412.mp4",
-    "3MSZA.mp4", "AO8RW.mp4", "Y6R7T.mp4",  # Charades-STA, both formats
-    "GOT-10k/val/GOT-10k_Val_000002.mp4", "GOT-10k/val/GOT-10k_Val_000003.mp4",
-    "1025/4010069381.mp4", "1025/3238737531.mp4", "0071/2435100235.mp4",  # NExT-GQA
-]
-IMAGES = ["Chart/chartqa/train/png/two_col_61042.png"]
-FRAME_DIRS = ["GOT-10k/val/GOT-10k_Val_000001"]
+FIXTURES = Path(__file__).parent / "fixtures" / "importers"
 
 # importer, fixture, how many samples it holds
 CASES = [
@@ -41,22 +29,6 @@ CASES = [
     (importers.videochat_r1_gqa, "videochat_r1_gqa.json", 3),
 ]
 IDS = [fixture.split(".")[0] for _, fixture, _ in CASES]
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("media")
-    for i, name in enumerate(VIDEOS):
-        video.write_mp4(root / name, world.render(world.make_scene(0, i, duration=2)), 4)
-    frames = world.render(world.make_scene(1, 0, duration=2))  # (8, 112, 112, 3)
-    for name in IMAGES:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(frames[0]).save(root / name)
-    for name in FRAME_DIRS:  # GOT-10k's layout: 00000001.jpg, 00000002.jpg, ...
-        (root / name).mkdir(parents=True)
-        for k, frame in enumerate(frames, start=1):
-            Image.fromarray(frame).save(root / name / f"{k:08d}.jpg")
-    return root
 
 
 @pytest.fixture
@@ -83,8 +55,10 @@ def test_fixture_imports_round_trips_and_scores_its_own_solution(importer, fixtu
     assert len({s.problem_id for s in got.samples}) == n
     for s in got.samples:
         assert Path(s.path).is_absolute() and Path(s.path).exists()
-        if s.data_type == "image" or Path(s.path).is_dir():
+        if s.data_type == "image":
             assert (s.duration, s.fps) == (0.0, 0.0)
+        elif Path(s.path).is_dir():  # 8 GOT-10k frames timed at 10 fps
+            assert (s.duration, s.fps) == (0.8, 10.0)
         else:  # measured from the file, not copied from the annotation
             assert (s.duration, s.fps) == pytest.approx((2.0, 4.0))
         completion = "<think>x</think>" + s.solution
@@ -159,6 +133,16 @@ def test_imported_videos_load_with_load_split(media, tmp_path):
     write_jsonl(tmp_path / "elsewhere" / "eval.jsonl", samples)
     _, clips = load_split(tmp_path / "elsewhere" / "eval.jsonl", fps=2.0, min_frames=4, max_frames=4)
     assert [len(c.frames) for c in clips] == [4, 4, 4, 4]
+
+
+def test_got_frame_folders_load_as_videos(media, tmp_path):
+    """GOT-10k's folders of JPG frames decode like a video, timed at video.FOLDER_FPS."""
+    samples = importers.videochat_r1_got(FIXTURES / "videochat_r1_got.json", media).samples
+    write_jsonl(tmp_path / "got.jsonl", samples)
+    _, clips = load_split(tmp_path / "got.jsonl", fps=2.0, min_frames=4, max_frames=16)
+    folder = clips[0]  # 8 frames at 10 fps = 0.8 s: the 4-frame minimum, evenly spaced
+    assert folder.indices.tolist() == [0, 2, 5, 7] and folder.frames.shape == (4, 112, 112, 3)
+    assert folder.timestamps.tolist() == pytest.approx([0.0, 0.2, 0.5, 0.7])
 
 
 # ----------------------------------------------------------------------------- bad media

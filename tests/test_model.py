@@ -124,3 +124,116 @@ def test_cached_encoding_equals_the_processor(tiny_dir, world_split):
     assert direct.keys() == cached.keys()
     for key in direct:
         assert torch.allclose(direct[key].float(), cached[key].float()), key
+
+
+# ----------------------------------------------------------------------------- QLoRA at scale
+def checkpointed(model) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+def test_defaults_load_fp32_without_quantization_or_checkpointing(tiny_dir):
+    from vrlib.model import best_attention
+
+    model = add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0)
+    assert model.dtype == torch.float32 and getattr(model.config, "quantization_config", None) is None
+    assert not checkpointed(model)
+    if not torch.cuda.is_available():
+        assert best_attention() == "sdpa"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_qlora_with_gradient_checkpointing_trains_lora_only(tiny_dir, world_split, dtype):
+    import bitsandbytes as bnb
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    model = add_lora(load_model(tiny_dir, load_in_4bit=True, dtype=dtype, attn_implementation="sdpa"),
+                     r=4, alpha=8, dropout=0.0, seed=0, gradient_checkpointing=True)
+    assert checkpointed(model) and any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    # a bf16 base is not upcast to fp32 (add_lora's docstring); the adapter itself is fp32
+    frozen = {p.dtype for n, p in model.named_parameters() if "lora_" not in n and p.dtype.is_floating_point}
+    assert frozen == {dtype}
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
+    # the frozen vision tower stays out of the backward pass (no input-grad hook on its patches)
+    seen = []
+    hook = model.get_base_model().model.visual.register_forward_hook(
+        lambda m, i, out: seen.append(out.pooler_output.requires_grad))
+    before = lora_state(model)
+    train_supervised(model, processor, samples, clips, [s.process + s.solution for s in samples],
+                     steps=2, batch_size=4, lr=1e-2, grad_clip=1.0, seed=0)  # step 0 is warm-up (lr 0)
+    hook.remove()
+    assert changed(before, model)
+    assert seen and not any(seen)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_quant_storage_reaches_the_4bit_weights(tiny_dir):
+    import bitsandbytes as bnb
+
+    model = load_model(tiny_dir, load_in_4bit=True, dtype=torch.bfloat16, quant_storage=torch.bfloat16)
+    assert model.config.quantization_config.bnb_4bit_quant_storage == torch.bfloat16
+    packed = [m.weight for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert packed and all(w.dtype == torch.bfloat16 for w in packed)  # FSDP sees one dtype
+    default = load_model(tiny_dir, load_in_4bit=True).config.quantization_config
+    assert default.bnb_4bit_quant_storage == torch.uint8
+
+
+def test_a_4bit_base_keeps_earlier_adapters_beside_it_exactly(tiny_dir, world_split, tmp_path):
+    """peft merges into a 4-bit layer by dequantising, adding B @ A and quantising again: a
+    small update (lr 1e-4 here; RFT uses 1e-6) mostly falls inside one nf4 step and is lost.
+    So `load_policy` keeps earlier adapters unmerged on a 4-bit base: the policy is the trained
+    one exactly, RFT's new adapter trains alone on top, and `reference` is the SFT policy."""
+    from peft import PeftModel
+
+    from vrlib.model import reference, save_checkpoint
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    base = load_model(tiny_dir, load_in_4bit=True)
+    batch = encode_prompts(processor, samples[:2], clips[:2])
+    with torch.no_grad():
+        base_logits = base(**batch).logits
+    model = add_lora(base, r=4, alpha=8, dropout=0.0, seed=0)
+    train_supervised(model, processor, samples, clips, [s.solution for s in samples], steps=2,
+                     batch_size=4, lr=1e-4, grad_clip=1.0, seed=0)
+    model.save_pretrained(tmp_path / "sft")
+    with torch.no_grad():
+        trained = model(**batch).logits
+        lossy = PeftModel.from_pretrained(load_model(tiny_dir, load_in_4bit=True), tmp_path / "sft")
+        lossy = lossy.merge_and_unload()(**batch).logits
+    effect = (trained - base_logits).norm()
+    assert effect > 0 and (lossy - base_logits).norm() < 0.5 * effect  # merged: nearly the base
+
+    policy = load_policy(tiny_dir, [tmp_path / "sft"], load_in_4bit=True)
+    rft = add_lora(policy, r=4, alpha=8, dropout=0.0, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(rft(**batch).logits, trained)  # the new adapter starts at B = 0
+    assert all(".default." in n for n, p in rft.named_parameters() if p.requires_grad)
+    before = lora_state(rft)
+    train_supervised(rft, processor, samples, clips, [s.process + s.solution for s in samples],
+                     steps=2, batch_size=4, lr=1e-2, grad_clip=1.0, seed=0)
+    assert changed(before, rft)
+    with torch.no_grad():
+        assert not torch.allclose(rft(**batch).logits, trained)
+        with reference(rft):
+            torch.testing.assert_close(rft(**batch).logits, trained)  # the SFT policy, exactly
+    assert all(".default." in n for n, p in rft.named_parameters() if p.requires_grad)  # re-frozen
+    save_checkpoint(rft, None, tmp_path / "rft")
+    assert (tmp_path / "rft" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "rft" / "below0").exists()  # only the trained adapter is written
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_on_cuda_in_bf16_trains(tiny_dir, world_split):
+    from vrlib.model import best_attention
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    model = add_lora(load_model(tiny_dir, load_in_4bit=True, dtype=torch.bfloat16, device="cuda",
+                                attn_implementation=best_attention(), quant_storage=torch.bfloat16),
+                     r=4, alpha=8, dropout=0.0, seed=0, gradient_checkpointing=True)
+    before = lora_state(model)
+    train_supervised(model, processor, samples, clips, [s.process + s.solution for s in samples],
+                     steps=2, batch_size=4, lr=1e-2, grad_clip=1.0, seed=0)  # step 0 is warm-up (lr 0)
+    assert changed(before, model)

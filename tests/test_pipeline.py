@@ -56,14 +56,21 @@ def study(tmp_path_factory) -> Path:
 def test_dvc_repro_runs_the_whole_study(study):
     run(["dvc", "repro"], study)
     metrics = json.loads((study / "metrics/eval.json").read_text())
-    assert set(metrics) == {"base", "sft", "rft"}
+    assert set(metrics) == {"base", "sft", "rft", "rft_tcr"}  # rft_tcr: RFT with two passes (TCR)
+    setup = json.loads((study / "metrics/eval_settings.json").read_text())
+    assert (setup["fps"], setup["max_frames"], setup["decoding"]) == (2.0, 16, "greedy")
+    assert setup["tcr"]["items"] == 11
+    assert not list((study / "checkpoints/eval").rglob("*.jsonl"))  # finished: no resume files left
     families = yaml.safe_load((study / "params.yaml").read_text())["data"]["families"]
     for model in metrics.values():
         assert set(model) == set(families)  # every task family is evaluated
         assert all(m["n"] == 1 for m in model.values())
         assert {"mIoU", "R@0.3", "R@0.5", "R@0.7", "format"} <= set(model["grounding"])
-    for name in ("base", "sft", "rft"):
+    for name in ("base", "sft", "rft", "rft_tcr"):
         assert len((study / f"eval/traces/{name}.jsonl").read_text().splitlines()) == 11
+    analysis = json.loads((study / "metrics/analysis.json").read_text())
+    for name, counts in analysis["taxonomy"].items():  # every item gets one reason
+        assert sum(counts.values()) == 11, name
     data = json.loads((study / "metrics/data.json").read_text())
     assert 0 < data["rl"]["kim_pairs"] <= 10  # videos whose key frames can be hidden; not the image
     assert (study / "dvc.lock").is_file()

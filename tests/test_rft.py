@@ -182,3 +182,27 @@ def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, tmp_pa
             for k in a:
                 if not k.startswith("time/"):
                     assert a[k] == pytest.approx(b[k], abs=1e-5), (name, k)
+
+
+def test_one_generate_call_for_group_and_side_rollouts_keeps_each_rows_video(tiny_dir, split):
+    """The group and its side rollouts are sampled in one batch; `Rollouts.head` hands the loss
+    the group's rows with their own video patches (a wrong patch slice changes the log-probs)."""
+    import numpy as np
+
+    from vrlib.rollout import generate, token_logprobs
+
+    samples, clips, _ = split
+    video = next(i for i, s in enumerate(samples) if s.data_type == "video")
+    shuffled = shuffle_clip(clips[video], np.random.default_rng(0))
+    model = fresh(tiny_dir)
+    torch.manual_seed(0)
+    every = generate(model, load_processor(tiny_dir), [samples[video]] * 3, [clips[video], clips[video], shuffled],
+                     max_new_tokens=6, temperature=1.0)
+    head = every.head(2)
+    assert head.visual["pixel_values_videos"].shape[0] == every.visual["pixel_values_videos"].shape[0] * 2 // 3
+    assert head.texts == every.texts[:2] and head.completion_mask.shape[1] <= every.completion_mask.shape[1]
+    with torch.no_grad():
+        whole = token_logprobs(model, every)[:2, :head.completion_mask.shape[1]]   # (2, C')
+        alone = token_logprobs(model, head)                                         # (2, C')
+    mask = head.completion_mask.bool()
+    torch.testing.assert_close(alone[mask], whole[mask], atol=1e-5, rtol=1e-5)

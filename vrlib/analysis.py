@@ -1,11 +1,13 @@
 """Reading the traces: which items each model gets right, which RL fixed or broke, and why."""
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from vrlib import rewards
 
@@ -13,6 +15,18 @@ from vrlib import rewards
 def read_traces(path: str | Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+MODELS = ("base", "sft", "rft")
+"""The study's order: each model starts from the one before it."""
+
+
+def read_models(folder: str | Path = "eval/traces") -> dict[str, list[dict]]:
+    """Every `<model>.jsonl` in the folder, base, sft and rft first then the others by name:
+    the evaluation may add variants (e.g. a two-pass `rft_tcr`) that the analysis should see."""
+    names = sorted(p.stem for p in Path(folder).glob("*.jsonl"))
+    names = [m for m in MODELS if m in names] + [m for m in names if m not in MODELS]
+    return {m: read_traces(Path(folder) / f"{m}.jsonl") for m in names}
 
 
 FAILURES = ("ok", "truncated", "no answer tag", "wrong format", "time outside the video",
@@ -105,6 +119,21 @@ def flips(before: list[dict], after: list[dict], threshold: float = 0.5) -> dict
     common = sorted(b.keys() & a.keys())
     return {"fixed": [i for i in common if a[i] and not b[i]],
             "broken": [i for i in common if b[i] and not a[i]]}
+
+
+def flip_table(traces_by_model: dict[str, list[dict]], pairs=None,
+               threshold: float = 0.5) -> pd.DataFrame:
+    """Items fixed and broken per task, one row per (pair, task) plus an "all" row per pair.
+    `pairs`: (before, after) names, by default every pair in the dict's order (base_to_sft,
+    base_to_rft, sft_to_rft, ...), so a change is always read forward in the study."""
+    rows = []
+    for a, b in pairs or itertools.combinations(traces_by_model, 2):
+        task = {t["problem_id"]: t["task"] for t in traces_by_model[b]}
+        flipped = flips(traces_by_model[a], traces_by_model[b], threshold)
+        for name in [*sorted(set(task.values())), "all"]:
+            count = {k: sum(name in ("all", task[i]) for i in ids) for k, ids in flipped.items()}
+            rows.append({"pair": f"{a}_to_{b}", "task": name, **count})
+    return pd.DataFrame(rows, columns=["pair", "task", "fixed", "broken"])
 
 
 def ranked(traces: list[dict], n: int) -> tuple[list[dict], list[dict]]:

@@ -1,21 +1,33 @@
-"""Benchmarks (scripts, not timed tests): `python -m vrlib.bench data [--n 20] [--repeat 3]`.
+"""Benchmarks (scripts, not timed tests), each printing a markdown table with the machine:
+
+    python -m vrlib.bench data [--n 20] [--repeat 3]
+    python -m vrlib.bench grpo --shape {tiny,qwen2.5-vl-3b,qwen2.5-vl-7b} [--steps 3] [--prompts 1]
+        [--completion 768] [--frames 16] [--max-pixels 100352] [--static-cache] [--compile [MODE]]
 
 `data` measures how fast the world generates items (frames rendered and MP4 written, per
 family) and how fast our loader decodes the frames the model sees, against raw decord on the
-same files and the same frame indices. It prints a markdown table with the machine it ran on,
-for the README.
+same files and the same frame indices.
+
+`grpo` times T-GRPO steps of the study's own step function (`vrlib.rft.grpo_step`) on a
+random-weight model of Qwen2.5-VL-7B's or -3B's exact shape, loaded the way the study loads
+a real one (4-bit QLoRA, gradient checkpointing), on synthetic videos; completions are held at
+exactly `--completion` tokens so runs compare. It sets the rollout speed against the
+memory-bandwidth bound of a 4-bit decode step.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import decord
 import numpy as np
+import torch
 
 from vrlib import data, tasks, video
 
@@ -78,15 +90,323 @@ def bench_data(n: int, repeat: int) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- grpo
+# config.json of Qwen/Qwen2.5-VL-7B-Instruct and Qwen/Qwen2.5-VL-3B-Instruct; built on the meta
+# device they give the published 8,292,166,656 and 3,754,622,976 parameters (tests/test_bench.py)
+QWEN_TEXT = {
+    "qwen2.5-vl-7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                          num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                          tie_word_embeddings=False),
+    "qwen2.5-vl-3b": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008,
+                          num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2,
+                          tie_word_embeddings=True),
+}
+QWEN_TEXT_COMMON = dict(
+    hidden_act="silu", max_position_embeddings=128000, rms_norm_eps=1e-6,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]})
+QWEN_VISION = dict(  # the same vision tower in both; out_hidden_size = the text hidden_size
+    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, hidden_act="silu",
+    patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+    fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2)
+QWEN_TOKEN_IDS = dict(bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+                      image_token_id=151655, video_token_id=151656,
+                      vision_start_token_id=151652, vision_end_token_id=151653)
+SHAPES = ("tiny", *QWEN_TEXT)
+BANDWIDTH_GBS = {"H200": 4800.0, "H100": 3350.0}
+"""HBM bandwidth by GPU name, GB/s (NVIDIA datasheets, SXM parts; an H100 PCIe has 2000: pass
+--bandwidth-gbs)."""
+GRPO_ROWS = (
+    "model", "prompt tokens (video tokens)", "rollouts per prompt (ordered + shuffled)",
+    "completion tokens per rollout (measured mean)", "rollout tokens/s (measured)",
+    "generate calls per step (rows each)", "rollout tokens/s, 4-bit bandwidth bound, these batches",
+    "rollout tokens/s, bound with bitsandbytes dequantize + matmul",
+    "tokens/s per sequence, bandwidth bound (batch 1)", "measured / 4-bit bound",
+    "weights read per decode step (GB)", "KV cache per token per sequence (KB)",
+    "step seconds per prompt", "generation share of the step", "update share of the step",
+    "peak GPU memory (GiB)",
+)
+
+
+def qwen_config(shape: str, tokenizer=None):
+    """Qwen2.5-VL-7B's or -3B's config; with `tokenizer`, its special-token ids instead of Qwen's
+    (the vocabulary stays the real size: the rows past the tokenizer's are never decoded)."""
+    from transformers import Qwen2_5_VLConfig
+
+    ids = dict(QWEN_TOKEN_IDS)
+    if tokenizer is not None:
+        t = tokenizer.convert_tokens_to_ids
+        ids = dict(bos_token_id=t("<|endoftext|>"), eos_token_id=t("<|im_end|>"),
+                   pad_token_id=t("<|endoftext|>"), image_token_id=t("<|image_pad|>"),
+                   video_token_id=t("<|video_pad|>"), vision_start_token_id=t("<|vision_start|>"),
+                   vision_end_token_id=t("<|vision_end|>"))
+    text_ids = ("bos_token_id", "eos_token_id", "pad_token_id")
+    text = QWEN_TEXT[shape] | QWEN_TEXT_COMMON | {k: ids[k] for k in text_ids}
+    return Qwen2_5_VLConfig(
+        text_config=text, vision_config=QWEN_VISION | {"out_hidden_size": text["hidden_size"]},
+        tie_word_embeddings=text["tie_word_embeddings"],
+        **{k: v for k, v in ids.items() if k not in text_ids})
+
+
+def synthetic_questions(n: int, *, frames: int, seed: int, height: int = 360, width: int = 640):
+    """n multiple-choice questions on noise videos of `frames` frames sampled at 2 fps; the
+    processor resizes each frame to the pixel budget, as for a real 640x360 video."""
+    from vrlib.data import Sample
+    from vrlib.rft import Question
+
+    rng = np.random.default_rng(seed)
+    questions = []
+    for k in range(n):
+        sample = Sample(problem_id=f"bench_{k}", problem="Which shape moves first?",
+                        data_type="video", problem_type="multiple choice",
+                        options=["A. circle", "B. square", "C. triangle", "D. star"],
+                        solution="<answer>A</answer>", path="bench.mp4", data_source="bench",
+                        duration=frames / 2.0, fps=2.0)
+        clip = video.Clip(frames=rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8),
+                          fps=2.0, indices=np.arange(frames), timestamps=np.arange(frames) / 2.0,
+                          duration=frames / 2.0, native_fps=2.0, path="bench.mp4")
+        questions.append(Question(k, sample, clip))
+    return questions
+
+
+def build_random(out_dir: Path, shape: str, *, max_pixels: int, seed: int, device: str) -> Path:
+    """A random-weight checkpoint directory of `shape` (model in bf16 + processor), made on
+    `device` and saved; nothing is downloaded."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vrlib.model import TinyShape, build_processor, build_tiny, save_checkpoint, train_tokenizer
+    from vrlib.prompts import user_text
+
+    corpus = [user_text(q.sample) for q in synthetic_questions(1, frames=2, seed=0, height=28, width=28)]
+    corpus += ["<think>The circle moves first.</think><answer>A</answer>"]
+    if shape == "tiny":
+        build_tiny(out_dir, corpus * 20, max_pixels=max_pixels, seed=seed, shape=TinyShape())
+        return out_dir
+    tokenizer = train_tokenizer(corpus * 20, 1024)
+    config = qwen_config(shape, tokenizer)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    save_checkpoint(model, build_processor(tokenizer, max_pixels), out_dir)
+    return out_dir
+
+
+def decode_weight_bytes(model) -> tuple[int, int]:
+    """(bytes of weights one decode step reads, parameters held in 4 bits): the language model's
+    layers (4-bit packed + quantization constants, or as stored), final norm and output head.
+    Not the vision tower (it runs in the prefill only) nor the input embedding (a row lookup)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    lm = base.model.language_model
+    tensors = {id(p): p for m in (lm.layers, lm.norm) for p in m.parameters()}
+    tensors[id(base.lm_head.weight)] = base.lm_head.weight  # tied (3B) or not, it is read whole
+    total = quantized = 0
+    for p in tensors.values():
+        total += p.numel() * p.element_size()
+        state = getattr(p, "quant_state", None)
+        if state is not None:  # nf4: packed weights + absmax per 64 (double quant: 8-bit, + fp32 per 256)
+            quantized += state.shape.numel()
+            constants = [state.absmax, state.code]
+            if state.nested:
+                constants += [state.state2.absmax, state.state2.code]
+            total += sum(t.numel() * t.element_size() for t in constants)
+    return total, quantized
+
+
+@dataclass
+class DecodeBound:
+    """Memory-bandwidth bound of decoding: a step reads every weight once for the whole batch,
+    plus each sequence's KV cache; compute and the prefill are left out."""
+
+    weight_bytes: int        # per decode step, batch-independent
+    kv_bytes_per_token: int  # per sequence per context token: 2 (K, V) x layers x kv heads x head dim x dtype
+    bandwidth: float         # bytes/s
+
+    def seconds(self, batch: int, prompt: int, completion: int, extra_weight_bytes: int = 0) -> float:
+        context = prompt + completion / 2  # the mean context over the completion
+        step = self.weight_bytes + extra_weight_bytes + batch * self.kv_bytes_per_token * context
+        return completion * step / self.bandwidth
+
+
+def machine_gpu() -> str:
+    import bitsandbytes
+    import transformers
+
+    versions = (f"torch {torch.__version__}, transformers {transformers.__version__}, "
+                f"bitsandbytes {bitsandbytes.__version__}")
+    if not torch.cuda.is_available():
+        return f"{machine()}; no GPU; {versions}"
+    p = torch.cuda.get_device_properties(0)
+    return (f"{p.name}, {p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs, "
+            f"compute capability {p.major}.{p.minor}; {versions}")
+
+
+def compile_generation(model, mode: str) -> None:
+    """torch.compile the forward that `generate` calls; the training forward stays eager.
+    (transformers only compiles the decode step itself for quantizers it marks compileable, and
+    bitsandbytes 4-bit is not one.)"""
+    base = model.get_base_model()
+    eager, compiled, generate = base.forward, torch.compile(base.forward, mode=mode), base.generate
+
+    def generate_compiled(*args, **kwargs):
+        base.forward = compiled
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            base.forward = eager
+
+    base.generate = generate_compiled
+
+
+def record_generate(model) -> list[tuple[int, int, int]]:
+    """Log (rows, prompt length, new tokens) of every `generate` call the rollouts make, so the
+    bound is computed for the batches the step really decodes."""
+    base = model.get_base_model()
+    calls, generate = [], base.generate
+
+    def recorded(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        prompt = kwargs["input_ids"].shape[1]
+        calls.append((out.shape[0], prompt, out.shape[1] - prompt))
+        return out
+
+    base.generate = recorded
+    return calls
+
+
+def bench_grpo(args, command: str) -> str:
+    from vrlib.config import RFTParams
+    from vrlib.model import add_lora, best_attention, load_model, load_processor
+    from vrlib.prompts import encode_prompts
+    from vrlib.rft import grpo_step
+
+    cuda = torch.cuda.is_available()
+    device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(args.cache_dir or tmp) / f"{args.shape}-px{args.max_pixels}"
+        if not (model_dir / "config.json").is_file():
+            build_random(model_dir, args.shape, max_pixels=args.max_pixels, seed=0, device=device)
+        processor = load_processor(model_dir)
+        base = load_model(model_dir, load_in_4bit=not args.no_4bit, dtype=dtype, device=device,
+                          attn_implementation=best_attention())
+    n_params = sum(p.quant_state.shape.numel() if hasattr(p, "quant_state") else p.numel()
+                   for p in base.parameters())
+    model = add_lora(base, r=16, alpha=32, dropout=0.0, seed=0, gradient_checkpointing=True)
+    gen = base.generation_config  # generate reads its defaults here, also through the PEFT wrapper
+    gen.min_new_tokens = args.completion  # every rollout exactly `completion` tokens
+    gen.disable_compile = True  # no silent auto-compile: --compile says what is compiled
+    if args.static_cache:
+        gen.cache_implementation = "static"
+    if args.compile:
+        compile_generation(model, args.compile)
+    calls = record_generate(model)
+
+    # Video-R1's RL recipe: G = 8 (+ 4 shuffled for T-GRPO), lr 1e-6, beta 0.04, 768 tokens
+    cfg = RFTParams(prompts_per_step=args.prompts, group_size=8, algo="t_grpo", temperature=1.0,
+                    max_completion_length=args.completion, lr=1e-6, beta=0.04)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    questions = synthetic_questions(args.prompts, frames=args.frames, seed=0)
+    batch = encode_prompts(processor, [questions[0].sample], [questions[0].clip])
+    prompt_len = batch["input_ids"].shape[1]
+    video_tokens = (batch["input_ids"] == base.config.video_token_id).sum().item()
+
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    runs = []
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            calls.clear()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+        sync()
+        t0 = time.perf_counter()
+        metrics = grpo_step(model, processor, optimizer, questions, cfg, seed=0, step=step)
+        sync()
+        if step >= args.warmup:
+            runs.append((time.perf_counter() - t0, metrics))
+    wall = np.mean([w for w, _ in runs])
+    t_gen = np.mean([m["time/generate_s"] for _, m in runs])
+    t_upd = np.mean([m["time/update_s"] for _, m in runs])
+    length = np.mean([m["completion/length_mean"] for _, m in runs])
+    tokens = sum(rows * new for rows, _, new in calls) / args.steps  # per step
+    measured = tokens / t_gen
+
+    weight_bytes, n_quantized = decode_weight_bytes(model)
+    text = base.config.text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    kv = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * dtype.itemsize
+    gpu = torch.cuda.get_device_name(0) if cuda else ""
+    gbs = args.bandwidth_gbs or next((v for k, v in BANDWIDTH_GBS.items() if k in gpu), None)
+    fmt = lambda x, f: "n/a" if x is None else format(x, f)  # noqa: E731
+    bound = dequant = per_seq = None
+    if gbs:
+        b = DecodeBound(weight_bytes, kv, gbs * 1e9)
+        total = sum(rows * new for rows, _, new in calls)
+        bound = total / sum(b.seconds(rows, prompt, new) for rows, prompt, new in calls)
+        # bitsandbytes multiplies more than one row by a dequantized copy: + write and read it
+        extra = 2 * dtype.itemsize * n_quantized
+        dequant = total / sum(b.seconds(rows, prompt, new, extra if rows > 1 else 0)
+                              for rows, prompt, new in calls)
+        per_seq = args.completion / b.seconds(1, prompt_len, args.completion)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    kinds = ", ".join(sorted({str(rows) for rows, _, _ in calls}, key=int))
+    values = {
+        "model": f"{args.shape}, {n_params / 1e9:.3g} B params, {str(dtype)[6:] if args.no_4bit else 'nf4'}"
+                 f" + LoRA r16, {base.config._attn_implementation}",
+        "prompt tokens (video tokens)": f"{prompt_len} ({video_tokens})",
+        "rollouts per prompt (ordered + shuffled)": f"{cfg.group_size} + {max(1, cfg.group_size // 2)}",
+        "completion tokens per rollout (measured mean)": f"{args.completion} ({length:.0f})",
+        "rollout tokens/s (measured)": f"{measured:.1f}",
+        "generate calls per step (rows each)": f"{len(calls) / args.steps:g} ({kinds})",
+        "rollout tokens/s, 4-bit bandwidth bound, these batches": fmt(bound, ".1f"),
+        "rollout tokens/s, bound with bitsandbytes dequantize + matmul": fmt(dequant, ".1f"),
+        "tokens/s per sequence, bandwidth bound (batch 1)": fmt(per_seq, ".1f"),
+        "measured / 4-bit bound": "n/a" if bound is None else f"{measured / bound:.3g}",
+        "weights read per decode step (GB)": f"{weight_bytes / 1e9:.3f}",
+        "KV cache per token per sequence (KB)": f"{kv / 1e3:.1f}",
+        "step seconds per prompt": f"{wall / args.prompts:.2f}",
+        "generation share of the step": f"{t_gen / wall:.2f}",
+        "update share of the step": f"{t_upd / wall:.2f}",
+        "peak GPU memory (GiB)": fmt(peak, ".1f"),
+    }
+    assert tuple(values) == GRPO_ROWS
+    lines = [f"machine: {machine_gpu()}", "",
+             f"command: `{command}`; {args.steps} timed step(s) after {args.warmup} warm-up, "
+             f"{args.frames} frames at 2 fps, <= {args.max_pixels} px per frame, bandwidth "
+             f"{fmt(gbs, '.0f')} GB/s", "", "| measure | value |", "|---|---|"]
+    lines += [f"| {row} | {v} |" for row, v in values.items()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m vrlib.bench", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     data = sub.add_parser("data", help="world generation and frame decoding speed")
     data.add_argument("--n", type=int, default=20, help="items per family")
     data.add_argument("--repeat", type=int, default=3, help="decoding passes; the best is kept")
+    grpo = sub.add_parser("grpo", help="T-GRPO step speed at Qwen2.5-VL shapes (random weights)")
+    grpo.add_argument("--shape", choices=SHAPES, default="tiny")
+    grpo.add_argument("--steps", type=int, default=3, help="timed steps")
+    grpo.add_argument("--warmup", type=int, default=1, help="untimed steps first (CUDA init, compile)")
+    grpo.add_argument("--prompts", type=int, default=1, help="questions per step")
+    grpo.add_argument("--completion", type=int, default=768, help="tokens per rollout, fixed (Video-R1: 768)")
+    grpo.add_argument("--frames", type=int, default=16, help="frames per video (Video-R1: 16)")
+    grpo.add_argument("--max-pixels", type=int, default=128 * 28 * 28,
+                      help="pixels per frame (Video-R1 training: 128*28*28)")
+    grpo.add_argument("--static-cache", action="store_true",
+                      help='generation_config.cache_implementation="static"')
+    grpo.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                      help="torch.compile the generation forward (mode: default, reduce-overhead, ...)")
+    grpo.add_argument("--no-4bit", action="store_true", help="the base in bf16 (fp32 on CPU), not nf4")
+    grpo.add_argument("--bandwidth-gbs", type=float, default=None,
+                      help="GPU memory bandwidth, GB/s (default by name: H100 3350, H200 4800)")
+    grpo.add_argument("--cache-dir", default=None, help="keep the random checkpoint here between runs")
     args = parser.parse_args(argv)
     np.random.seed(0)
-    print(bench_data(args.n, args.repeat))
+    if args.what == "data":
+        print(bench_data(args.n, args.repeat))
+    else:
+        argv = sys.argv[1:] if argv is None else argv
+        print(bench_grpo(args, "python -m vrlib.bench " + " ".join(argv)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ class ParamsError(ValueError):
     """A params.yaml section has a key no stage reads, or a value of the wrong kind."""
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
 ALL_FAMILIES = ("grounding", "tracking", "choice", "order", "count", "distance", "ocr",
                 "describe", "gqa", "cups", "image")
 
@@ -88,6 +90,20 @@ class BaseParams:
     lr: float = 1e-3
     """AdamW learning rate; the tiny model stalls at 1e-3 without clipping (environment notes)."""
     grad_clip: float = 1.0
+    dtype: str = "float32"
+    """float32 | bfloat16 | float16: weights outside the 4-bit layers and the 4-bit compute dtype,
+    in every stage that loads the model (bfloat16 on a GPU)."""
+    attn_implementation: str = ""
+    """empty: transformers' default (sdpa); auto: flash_attention_2 when installed on a GPU, else
+    sdpa; or any value transformers accepts."""
+    quant_storage: str = ""
+    """bnb_4bit_quant_storage of the 4-bit weights (empty: uint8). FSDP and DeepSpeed ZeRO-3 shard
+    4-bit weights only when it equals `dtype` (bitsandbytes' FSDP-QLoRA guide)."""
+
+    def __post_init__(self):
+        for name, known in {"dtype": DTYPES, "quant_storage": ("",) + DTYPES}.items():
+            if getattr(self, name) not in known:
+                raise ParamsError(f"params.yaml: base.{name}={getattr(self, name)!r}; known: {', '.join(map(repr, known))}")
 
 
 @dataclass
@@ -96,6 +112,9 @@ class SFTParams:
 
     steps: int = 120
     batch_size: int = 16
+    """examples per micro-batch."""
+    grad_accum: int = 1
+    """micro-batches per optimizer step (Video-R1's SFT: batch 1, accumulation 2)."""
     lr: float = 3e-3
     grad_clip: float = 1.0
     lora_r: int = 16
@@ -103,6 +122,8 @@ class SFTParams:
     lora_dropout: float = 0.0
     load_in_4bit: bool = False
     """QLoRA: nf4 + double quantisation of the base weights (bitsandbytes)."""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass: less memory, ~30% more time (real models)."""
 
 
 @dataclass
@@ -161,6 +182,7 @@ class RFTParams:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     load_in_4bit: bool = False
+    gradient_checkpointing: bool = False
     checkpoint_every: int = 25
     """steps between checkpoints (adapter + optimizer + step logs); a rerun resumes from the
     last one whose params match."""
@@ -188,8 +210,23 @@ class EvalParams:
 
     max_new_tokens: int = 96
     batch_size: int = 32
+    """items per greedy `generate` call; a crash resumes after the last finished batch."""
     recalls: list = field(default_factory=lambda: [0.3, 0.5, 0.7])
     """IoU thresholds of the R@k metrics (Charades-STA convention)."""
+    fps: float = 0.0
+    """frame sampling rate at evaluation; 0: as in training (`data.fps`)."""
+    max_frames: int = 0
+    """most frames per video at evaluation (Video-R1 reports 16, 32 and 64); 0: `data.max_frames`."""
+    max_pixels: int = 0
+    """pixel budget per frame at evaluation (Video-R1's eval: 256*28*28); 0: `data.max_pixels`."""
+    tcr: bool = True
+    """also evaluate the RFT model with Temporal Clue-driven Reasoning (VideoChat-R1), as `rft_tcr`."""
+    tcr_low: float = 0.5
+    """first pass: fps and pixel budget times this (the paper gives no value)."""
+    tcr_high: float = 2.0
+    """second pass, on the clue segments: fps and pixel budget times this (no value in the paper)."""
+    tcr_pad: float = 0.5
+    """seconds added before and after each clue segment (the paper gives no padding)."""
 
 
 @dataclass
@@ -204,7 +241,10 @@ class Params:
     """The whole params.yaml."""
 
     scale: str = "tiny"
-    """model and budget preset; `tiny` runs the study on a laptop CPU."""
+    """model and budget preset: tiny, or a key of `presets`; `tiny` runs the study on a laptop CPU as the sections
+    are written, any other applies `presets[scale]` over them."""
+    presets: dict = field(default_factory=dict)
+    """scale -> section -> {key: value} replacing the section's value at that scale."""
     seed: int = 0
     """one seed for the study; each stage derives its own streams from it."""
     data: DataParams = field(default_factory=DataParams)
@@ -240,7 +280,34 @@ def parse(cls, values: dict | None, where: str = ""):
     return cls(**out)
 
 
+SECTIONS = {"data": DataParams, "base": BaseParams, "sft": SFTParams, "rft": RFTParams,
+            "evaluation": EvalParams, "analysis": AnalysisParams}
+
+
+def preset(scale: str, presets: dict, name: str) -> dict:
+    """The keys `scale` sets in section `name` ({} for tiny)."""
+    if scale != "tiny" and scale not in presets:
+        raise ParamsError(f"params.yaml: scale={scale!r} has no preset; known scales: "
+                          f"{', '.join(['tiny', *presets])}")
+    return dict((presets.get(scale) or {}).get(name) or {})
+
+
+def section(name: str, values: dict | None, scale: str = "tiny", presets: dict | None = None):
+    """One stage's section as its dataclass, the scale's preset applied over it: what a notebook
+    does with the dicts papermill injects (`config.section("rft", rft, scale, presets)`)."""
+    return parse(SECTIONS[name], {**(values or {}), **preset(scale, presets or {}, name)}, name)
+
+
 def load(path: str | Path = "params.yaml") -> Params:
-    """Read and check the whole params file."""
+    """Read and check the whole params file, the scale's preset applied."""
     with open(path) as f:
-        return parse(Params, yaml.safe_load(f), "")
+        raw = yaml.safe_load(f) or {}
+    params = parse(Params, raw, "")
+    for scale, sections in params.presets.items():  # a misspelt key fails now, not on a GPU later
+        for name, values in (sections or {}).items():
+            if name not in SECTIONS:
+                raise ParamsError(f"params.yaml: presets.{scale}.{name} is not a section; known: {', '.join(SECTIONS)}")
+            parse(SECTIONS[name], {**(raw.get(name) or {}), **values}, f"presets.{scale}.{name}")
+    for name in SECTIONS:
+        setattr(params, name, section(name, raw.get(name), params.scale, params.presets))
+    return params

@@ -6,6 +6,7 @@ record that silently drops or defaults a field gives results nobody can trust.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -166,6 +167,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_lines(path, [text])
 
 
+def digest(obj: Any, files: Iterable[str | os.PathLike] = ()) -> str:
+    """A short hash of a JSON-able object and the bytes of some files: what a saved partial
+    result (RFT checkpoint, half-done evaluation) must match to be resumed."""
+    h = hashlib.sha256(json.dumps(obj, sort_keys=True).encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def atomic_write_lines(path: str | os.PathLike, chunks: Iterable[str]) -> None:
     """Write text through `video.atomic_path`, fsynced: the file appears whole or not at all."""
     with video.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
@@ -186,10 +196,15 @@ def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,
 
 
 def load_media(path: str | os.PathLike, data_type: str, *, fps: float, min_frames: int,
-               max_frames: int) -> video.Clip:
+               max_frames: int, start: float = 0.0, end: float | None = None) -> video.Clip:
+    """An image as a one-frame clip, or frames sampled from a video (or its [start, end] s) or
+    from a folder of frames (GOT-10k)."""
     if data_type == "image":
         return video.read_image(path)
-    return video.sample_frames(path, fps=fps, min_frames=min_frames, max_frames=max_frames)
+    if Path(path).is_dir():
+        return video.sample_frame_folder(path, fps=fps, min_frames=min_frames, max_frames=max_frames)
+    return video.sample_frames(path, fps=fps, min_frames=min_frames, max_frames=max_frames,
+                               start=start, end=end)
 
 
 def video_path(sample: Sample, jsonl_path: str | os.PathLike, key: str = "path") -> Path:

@@ -1,12 +1,17 @@
 """Greedy decoding on the held-out split, every trace kept, metrics per task.
 
 Scoring reuses the reward parsers (`vrlib.rewards`), so training and evaluation cannot
-drift apart in how an answer is read.
+drift apart in how an answer is read. The video settings default to training's and are
+recorded with the results (`settings`): Video-R1's released numbers used other frames and
+pixels than its training, undocumented (research facts sec. 1.9).
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -31,18 +36,83 @@ class Trace:
     truncated: bool   # no EOS within max_new_tokens
     glue_iou: float = 0.0  # grounded QA: IoU of the <glue> evidence
     mra: float = 0.0  # regression: VSI-Bench's mean relative accuracy (the paper's eval metric)
+    answer: str = ""  # what was scored (`scored_text`), the raw output being `completion`
+    duration: float = 0.0  # the video's length in seconds (0 for images), for breakdowns
+
+
+def settings(dcfg, cfg) -> dict:
+    """How frames were sampled and answers decoded, training's video settings unless the
+    evaluation section overrides them: written next to every result."""
+    return {"fps": cfg.fps or dcfg.fps, "min_frames": dcfg.min_frames,
+            "max_frames": cfg.max_frames or dcfg.max_frames,
+            "max_pixels": cfg.max_pixels or dcfg.max_pixels, "decoding": "greedy",
+            "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size,
+            "scoring": "the reward parsers on the last <answer>; without one, on the output "
+                       "with its <think> removed (Video-R1's eval scores the raw output)"}
+
+
+# ----------------------------------------------------------------------------- decoding
+def _done(partial: Path | None, key: str) -> dict[str, tuple[str, bool]]:
+    """Items a crashed run already decoded: problem_id -> (completion, truncated), when the
+    partial file was written for the same model, items and settings (`key`)."""
+    if partial is None or not partial.is_file():
+        return {}
+    lines = partial.read_text(encoding="utf-8").splitlines()
+    try:
+        if not lines or json.loads(lines[0]).get("key") != key:
+            return {}
+    except json.JSONDecodeError:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the line a crash cut short: decoded again
+            break
+        done[row["problem_id"]] = (row["completion"], row["truncated"])
+    return done
 
 
 def decode(model, processor, samples: list, clips: list, *, batch_size: int,
-           max_new_tokens: int) -> tuple[list[str], list[bool]]:
-    """Greedy completions, in batches."""
-    texts, truncated = [], []
+           max_new_tokens: int, max_pixels: int | None = None, partial: str | Path | None = None,
+           key: str = "") -> tuple[list[str], list[bool]]:
+    """Greedy completions in fixed batches of `batch_size` items. With `partial`, each finished
+    batch is appended to that file (fsynced) and a rerun with the same `key` decodes only the
+    batches not finished: a crash loses at most one batch, and the batches, hence the
+    outputs, are the same as in an uninterrupted run. The caller deletes the file at the end."""
+    partial = None if partial is None else Path(partial)
+    done = _done(partial, key)
+    if partial is not None and not done:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"key": key}) + "\n", encoding="utf-8")
     for i in range(0, len(samples), batch_size):
-        ro = generate(model, processor, samples[i:i + batch_size], clips[i:i + batch_size],
-                      num_generations=1, max_new_tokens=max_new_tokens, do_sample=False)
-        texts += ro.texts
-        truncated += ro.truncated.tolist()
-    return texts, truncated
+        chunk = samples[i:i + batch_size]
+        if all(s.problem_id in done for s in chunk):
+            continue
+        ro = generate(model, processor, chunk, clips[i:i + batch_size], num_generations=1,
+                      max_new_tokens=max_new_tokens, do_sample=False, max_pixels=max_pixels)
+        rows = [{"problem_id": s.problem_id, "completion": t, "truncated": bool(tr)}
+                for s, t, tr in zip(chunk, ro.texts, ro.truncated.tolist())]
+        done.update({r["problem_id"]: (r["completion"], r["truncated"]) for r in rows})
+        if partial is not None:
+            with open(partial, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in rows))
+                f.flush()
+                os.fsync(f.fileno())
+    return [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]
+
+
+# ----------------------------------------------------------------------------- scoring
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+
+
+def scored_text(completion: str) -> str:
+    """The completion the parsers read: as is when it has an <answer>; else its text without
+    the <think> part, wrapped in <answer> (Video-R1's eval falls back to the raw output, where
+    a letter or number inside the reasoning would be read as the answer)."""
+    if rewards.extract_answer(completion) is not None:
+        return completion
+    return f"<answer>{_THINK.sub('', completion).strip()}</answer>"
 
 
 def _mra(completion: str, sample) -> float:
@@ -53,12 +123,18 @@ def _mra(completion: str, sample) -> float:
 
 
 def score_traces(name: str, samples: list, texts: list[str], truncated: list[bool]) -> list[Trace]:
-    return [Trace(model=name, problem_id=s.problem_id, task=family(s), problem_type=s.problem_type,
-                  problem=s.problem, solution=s.solution, completion=t,
-                  format=rewards.format_reward(t, s), accuracy=rewards.accuracy_reward(t, s),
-                  truncated=bool(tr), glue_iou=rewards.glue_iou_reward(t, s),
-                  mra=_mra(t, s) if s.problem_type == "regression" else 0.0)
-            for s, t, tr in zip(samples, texts, truncated)]
+    """Format on the raw output; accuracy, evidence IoU and MRA on `scored_text`."""
+    traces = []
+    for s, t, tr in zip(samples, texts, truncated):
+        read = scored_text(t)
+        traces.append(Trace(
+            model=name, problem_id=s.problem_id, task=family(s), problem_type=s.problem_type,
+            problem=s.problem, solution=s.solution, completion=t,
+            format=rewards.format_reward(t, s), accuracy=rewards.accuracy_reward(read, s),
+            truncated=bool(tr), glue_iou=rewards.glue_iou_reward(t, s),
+            mra=_mra(read, s) if s.problem_type == "regression" else 0.0,
+            answer=rewards.extract_answer(read) or "", duration=float(s.duration)))
+    return traces
 
 
 def task_metrics(traces: list[Trace], recalls: list[float]) -> dict:
@@ -70,25 +146,26 @@ def task_metrics(traces: list[Trace], recalls: list[float]) -> dict:
     IoU=k); tracking `R@0.5` on the mean box IoU (VideoChat-R1's GoT overlap is `accuracy`);
     grounded QA `glue_mIoU` (NExT-GQA); regression `MRA` (VSI-Bench, Video-R1's eval).
     """
-    out: dict[str, dict] = {}
-    for task in sorted({t.task for t in traces}):
-        rows = [t for t in traces if t.task == task]
-        kind = rows[0].problem_type
-        acc = np.array([t.accuracy for t in rows])
-        m = {"accuracy": 100 * acc.mean(), "format": 100 * np.mean([t.format for t in rows])}
-        if kind == "temporal grounding":
-            m = {"mIoU": m["accuracy"], "format": m["format"]}
-            m.update({f"R@{k}": 100 * float((acc >= k).mean()) for k in recalls})
-        elif kind == "tracking":
-            m["R@0.5"] = 100 * float((acc >= 0.5).mean())
-        elif kind == "grounded QA":
-            m["glue_mIoU"] = 100 * np.mean([t.glue_iou for t in rows])
-        elif kind == "regression":
-            m["MRA"] = 100 * np.mean([t.mra for t in rows])
-        types = sorted({t.problem_type for t in rows})
-        out[task] = {k: round(float(v), 2) for k, v in m.items()} | {
-            "n": len(rows), "problem_type": "+".join(types)}
-    return out
+    return {task: group_metrics([t for t in traces if t.task == task], recalls)
+            for task in sorted({t.task for t in traces})}
+
+
+def group_metrics(rows: list[Trace], recalls: list[float]) -> dict:
+    """The metrics of one task (its first trace's problem_type decides the paper's metrics)."""
+    kind = rows[0].problem_type
+    acc = np.array([t.accuracy for t in rows])
+    m = {"accuracy": 100 * acc.mean(), "format": 100 * np.mean([t.format for t in rows])}
+    if kind == "temporal grounding":
+        m = {"mIoU": m["accuracy"], "format": m["format"]}
+        m.update({f"R@{k}": 100 * float((acc >= k).mean()) for k in recalls})
+    elif kind == "tracking":
+        m["R@0.5"] = 100 * float((acc >= 0.5).mean())
+    elif kind == "grounded QA":
+        m["glue_mIoU"] = 100 * np.mean([t.glue_iou for t in rows])
+    elif kind == "regression":
+        m["MRA"] = 100 * np.mean([t.mra for t in rows])
+    types = sorted({t.problem_type for t in rows})
+    return {k: round(float(v), 2) for k, v in m.items()} | {"n": len(rows), "problem_type": "+".join(types)}
 
 
 HEADLINE = {"temporal grounding": "mIoU", "regression": "MRA"}
@@ -104,7 +181,7 @@ def write_traces(path, traces: list[Trace]) -> None:
     atomic_write_lines(path, (json.dumps(asdict(t)) + "\n" for t in traces))
 
 
-STAGE_ORDER = ["base", "sft", "rft"]
+STAGE_ORDER = ["base", "sft", "rft", "rft_tcr"]
 
 
 def _models(metrics: dict) -> list[str]:

@@ -52,7 +52,7 @@ def probe(path: PathLike, data_type: str) -> tuple[float, float]:
             raise FileNotFoundError(2, "no .jpg frames in folder", str(path))
         for frame in frames[:1] + frames[-1:]:
             video.read_image(frame)
-        return 0.0, 0.0  # a folder of frames has no clock
+        return len(frames) / video.FOLDER_FPS, video.FOLDER_FPS  # as `data.load_media` times them
     if not path.is_file():
         raise FileNotFoundError(2, "media not found", str(path))
     if data_type == "image":
@@ -245,9 +245,8 @@ def videochat_r1_grounding(json_path: PathLike, media_root: PathLike, *,
 def videochat_r1_got(json_path: PathLike, media_root: PathLike, *, on_bad_media: str = "stop") -> Imported:
     """VideoChat-R1's GOT-10k tracking JSON: a list of `{"path", "object", "gt": [8 boxes]}`.
 
-    `path` is an MP4 or, as VideoChat-R1 has it, a folder of JPG frames. A folder keeps
-    data_type "video" and is checked here, but `data.load_split` decodes video files, not
-    folders: folder records import but cannot be loaded for training or evaluation yet.
+    `path` is an MP4 or, as VideoChat-R1 has it, a folder of JPG frames (data_type "video",
+    timed at `video.FOLDER_FPS` by `data.load_media`).
     """
     source, b = Path(json_path), _Builder(media_root, on_bad_media)
     for i, r in enumerate(_load_json(source, list)):

@@ -5,6 +5,7 @@ directory, so the tiny embedded model and Qwen2.5-VL-7B take the same code path.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -78,21 +79,28 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
         chat_template=CHAT_TEMPLATE, padding_side="left", model_max_length=4096)
 
 
+def build_processor(tokenizer, max_pixels: int):
+    """Qwen2.5-VL's processor around `tokenizer`; frames are resized to at most `max_pixels`
+    (Video-R1 trains at 128*28*28) and arrive already sampled."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    size = {"shortest_edge": 4 * 28 * 28 // 4, "longest_edge": max_pixels}
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size),
+        video_processor=Qwen2VLVideoProcessor(size=size, do_sample_frames=False),
+        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+
 def build_tiny(out_dir: str | Path, corpus: list[str], *, max_pixels: int, seed: int,
                shape: TinyShape | None = None):
     """Write a random-weight Qwen2.5-VL checkpoint directory (model + processor) to `out_dir`."""
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor)
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     shape = shape or TinyShape()
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(corpus, shape.vocab_size)
-    size = {"shortest_edge": 4 * 28 * 28 // 4, "longest_edge": max_pixels}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size),
-        video_processor=Qwen2VLVideoProcessor(size=size, do_sample_frames=False),
-        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+    processor = build_processor(tokenizer, max_pixels)
     ids = tokenizer.convert_tokens_to_ids
     head_dim = shape.hidden_size // shape.num_attention_heads
     # mrope splits head_dim/2 rotary frequencies into (time, height, width), 1:1.5:1.5 as Qwen's [16, 24, 24].
@@ -133,7 +141,8 @@ def save_checkpoint(model, processor, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    model.save_pretrained(tmp)
+    stacked = len(getattr(model, "peft_config", {})) > 1  # only the trained adapter, not those below
+    model.save_pretrained(tmp, **({"selected_adapters": [TRAINED]} if stacked else {}))
     if processor is not None:
         processor.save_pretrained(tmp)
     if out_dir.exists():
@@ -165,22 +174,52 @@ def load_processor(model_dir: str | Path):
     return AutoProcessor.from_pretrained(check_model_dir(model_dir), padding_side="left")
 
 
+def best_attention() -> str:
+    """"flash_attention_2" where the flash-attn package and a GPU are there, else PyTorch's "sdpa"."""
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available():
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_model(model_dir: str | Path, *, load_in_4bit: bool = False,
-               dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
-    """AutoModelForImageTextToText from a local directory; nf4 + double quant when asked (QLoRA)."""
+               dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               attn_implementation: str | None = None, quant_storage: torch.dtype | None = None):
+    """AutoModelForImageTextToText from a local directory; nf4 + double quant when asked (QLoRA).
+
+    On a GPU pass dtype=torch.bfloat16 (the 4-bit compute dtype too) and, under `accelerate
+    launch`, `device=accelerator.device`: each process loads the whole model onto its own GPU.
+    `quant_storage` is the dtype the packed 4-bit weights are stored in; FSDP and ZeRO-3 shard
+    them with the other weights only when it equals `dtype` (bitsandbytes docs, "FSDP-QLoRA").
+    """
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     quant = None
     if load_in_4bit:
         quant = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=["visual", "lm_head"])
+            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=quant_storage,  # None: uint8
+            llm_int8_skip_modules=["visual", "lm_head"])
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    # ZeRO-3 refuses a device_map; bitsandbytes then quantizes onto the current (local) GPU
+    on_device = load_in_4bit and not is_deepspeed_zero3_enabled()
     model = AutoModelForImageTextToText.from_pretrained(
         check_model_dir(model_dir), dtype=dtype, quantization_config=quant,
-        device_map={"": device} if load_in_4bit else None)
+        device_map={"": device} if on_device else None, **extra)
     if not load_in_4bit:
         model.to(device)
     return model
+
+
+def load_kwargs(cfg, device: str | torch.device | None = None) -> dict:
+    """`load_model`'s keyword arguments from params.yaml's `base` section (dtype,
+    attn_implementation, quant_storage); `device` defaults to the GPU where there is one."""
+    attn = best_attention() if cfg.attn_implementation == "auto" else cfg.attn_implementation or None
+    return dict(dtype=getattr(torch, cfg.dtype), attn_implementation=attn,
+                quant_storage=getattr(torch, cfg.quant_storage) if cfg.quant_storage else None,
+                device=device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
 
 
 LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -194,32 +233,110 @@ def freeze_vision(model) -> None:
         p.requires_grad_(False)
 
 
-def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int):
-    """Wrap `model` with a fresh LoRA adapter (B = 0, so the policy starts equal to the base)."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int,
+             gradient_checkpointing: bool = False):
+    """Wrap `model` with a fresh LoRA adapter (B = 0, so the policy starts equal to the base).
 
-    if getattr(model, "is_loaded_in_4bit", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    With `gradient_checkpointing` each layer's activations are recomputed in the backward pass
+    (non-reentrant checkpoints, which need no inputs that require grads).
+    A 4-bit model on an fp32 (or fp16) base goes through peft's `prepare_model_for_kbit_training`,
+    as QLoRA does. A bf16 base stays bf16: that function would upcast the vision tower, the
+    embeddings, norms and lm_head to fp32 (for fp16's range, which bf16 already has), turning
+    the residual stream, attention and the KV cache fp32; FSDP and ZeRO-3 also need one dtype.
+    The adapter itself is fp32 either way (peft's default; bf16 would round lr-1e-6 steps away).
+    """
+    import types
+
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    stacked = isinstance(model, PeftModel)  # a 4-bit base with earlier adapters (load_policy)
+    base = model.get_base_model() if stacked else model
+    checkpointing = {"use_reentrant": False}
+    if getattr(base, "is_loaded_in_4bit", False) and base.dtype != torch.bfloat16:
+        base = prepare_model_for_kbit_training(
+            base, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs=checkpointing)
+    elif gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    if stacked:  # the new adapter is "default" and the only one that trains
+        model.add_adapter(TRAINED, config)
+        _activate(model, [*_below(model), TRAINED])
+    else:
+        model = get_peft_model(base, config)
+    # The vision tower is frozen and has no LoRA: run it without autograd. Checkpointing makes
+    # every input embedding's output require grads, the vision patches' too, which would take the
+    # backward pass through all the vision blocks for nothing (the LoRA gradients are the same
+    # bit for bit without it).
+    visual = model.get_base_model().model.visual
+    visual.forward = types.MethodType(torch.no_grad()(type(visual).forward), visual)
+    return model
 
 
-def load_policy(model_dir, adapters: list[str | Path] = (), **load_kwargs):
-    """Base model with trained adapters merged in order (base -> +SFT -> +RFT).
+TRAINED = "default"
+"""peft's name of the adapter being trained; earlier adapters kept beside a 4-bit base are
+`below0`, `below1`, ..."""
 
-    Merging lets a new LoRA start on top and makes "adapter disabled" mean "the previous
-    stage's model", which is the reference policy GRPO wants (Video-R1: the SFT model).
+
+def _below(model) -> list[str]:
+    return [name for name in model.peft_config if name != TRAINED]
+
+
+def _activate(model, names: list[str]) -> None:
+    """Make `names` the active adapters (their effects add up); only TRAINED's weights train."""
+    model.base_model.set_adapter(names)  # (it marks every active adapter trainable)
+    for name, p in model.named_parameters():
+        p.requires_grad_(f".{TRAINED}." in name and "lora_" in name)
+
+
+@contextlib.contextmanager
+def reference(policy):
+    """The policy RFT started from, without a second copy in memory: the trained adapter off
+    and, on a 4-bit base, the earlier adapters still on."""
+    below = _below(policy)
+    if not below:
+        with policy.disable_adapter():
+            yield
+        return
+    _activate(policy, below)
+    try:
+        yield
+    finally:
+        _activate(policy, [*below, TRAINED])
+
+
+def load_policy(model_dir, adapters: list[str | Path] = (), **load_args):
+    """Base model with trained adapters applied in order (base -> +SFT -> +RFT).
+
+    Merged into the weights, so a new LoRA starts on top and "adapter disabled" means "the
+    previous stage's model", the reference policy GRPO wants (Video-R1: the SFT model).
+
+    On a 4-bit base (`load_in_4bit=True`) they are kept beside the weights instead, frozen and
+    active (`below0`, ...; `reference` switches the trained one off): merging is lossy there
+    (peft 0.21 dequantises each layer, adds B @ A and quantises to nf4 again, so an update
+    smaller than an nf4 step is rounded away; on the tiny model an adapter trained at lr 1e-4
+    keeps ~5% of its effect on the logits once merged, tests/test_model.py).
     """
     from peft import PeftModel
 
-    model = load_model(model_dir, **load_kwargs)
+    model = load_model(model_dir, **load_args)
     for adapter_dir in adapters:
         if not (Path(adapter_dir) / "adapter_config.json").is_file():
             raise FileNotFoundError(f"no LoRA adapter at '{adapter_dir}' (adapter_config.json "
                                     "missing): run the stage that writes it first")
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    if not getattr(model, "is_loaded_in_4bit", False) or not adapters:
+        for adapter_dir in adapters:
+            model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        return model
+    names = [f"below{i}" for i in range(len(adapters))]
+    model = PeftModel.from_pretrained(model, adapters[0], adapter_name=names[0])
+    for name, adapter_dir in zip(names[1:], adapters[1:]):
+        model.load_adapter(adapter_dir, adapter_name=name)
+    model.base_model.set_adapter(names)
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model
 
 

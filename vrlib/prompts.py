@@ -66,11 +66,15 @@ def visual_kwargs(samples, clips) -> dict:
     return ({"images": images} if images else {}) | (video_kwargs(videos) if videos else {})
 
 
-def encode_prompts(processor, samples, clips):
-    """Left-padded prompts ready for `generate`: input_ids, attention_mask and the video tensors."""
+def encode_prompts(processor, samples, clips, max_pixels: int | None = None):
+    """Left-padded prompts ready for `generate`: input_ids, attention_mask and the video tensors.
+    `max_pixels` overrides the processor's pixel budget per frame (evaluation settings)."""
     texts = [processor.apply_chat_template(messages(s), add_generation_prompt=True,
                                            tokenize=False) for s in samples]
-    return processor(text=texts, padding=True, return_tensors="pt", **visual_kwargs(samples, clips))
+    size = {} if max_pixels is None else {"size": {
+        "shortest_edge": processor.video_processor.size["shortest_edge"], "longest_edge": max_pixels}}
+    return processor(text=texts, padding=True, return_tensors="pt", **size,
+                     **visual_kwargs(samples, clips))
 
 
 def encode_examples(processor, samples, clips, targets: list[str]):

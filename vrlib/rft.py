@@ -20,7 +20,6 @@ Departures from Video-R1's trainer, each on purpose:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -33,7 +32,9 @@ import torch
 
 from vrlib import rewards
 from vrlib.config import RFTParams
+from vrlib.data import digest
 from vrlib.grpo import batch_normalizer, bonus_advantages, policy_loss, relative_bonus, temporal_bonus
+from vrlib.model import reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
 from vrlib.video import Clip, atomic_path
 
@@ -91,10 +92,18 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
                   reward_funcs: dict = REWARD_FUNCS) -> Group:
     """G rollouts of a question, plus G/2 on shuffled frames (T-GRPO) and G/2 on the
     key-information-missing video (relative reward) when asked and possible."""
-    torch.manual_seed(question_seed(seed, step, q.position))
-    gen = dict(max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p)
     G, n_side = cfg.group_size, max(1, cfg.group_size // 2)
-    ro = generate(policy, processor, [q.sample], [q.clip], num_generations=G, **gen)
+    shuffled = None
+    if cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1:
+        shuffled = shuffle_clip(q.clip, np.random.default_rng(question_seed(seed, step, q.position)))
+    kim = q.kim_clip if cfg.relative else None
+    # One `generate` call for the group and its side rollouts (faster than three: one prefill,
+    # one decode loop); rows are [G ordered | G/2 shuffled | G/2 key-information-missing].
+    clips = [q.clip] * G + [shuffled] * n_side * (shuffled is not None) + [kim] * n_side * (kim is not None)
+    torch.manual_seed(question_seed(seed, step, q.position))
+    every = generate(policy, processor, [q.sample] * len(clips), clips, max_new_tokens=cfg.max_completion_length,
+                     temperature=cfg.temperature, top_p=cfg.top_p)
+    ro, side_texts = every.head(G), every.texts[G:]
     parts = score(ro.texts, [q.sample] * G, reward_funcs)   # name -> (G,)
     reward = sum(parts.values())                             # (G,)
     accuracy = parts.get("accuracy", torch.zeros(G))         # (G,)
@@ -103,21 +112,20 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
             accuracy.tolist(), ro.completion_mask.sum(1).tolist(), omega=cfg.length_omega,
             l_min=cfg.length_min, l_max=cfg.length_max, threshold=cfg.temporal_threshold))
 
-    def side_accuracy(clip: Clip) -> torch.Tensor:  # (G/2,) rollouts that never enter the loss
-        side = generate(policy, processor, [q.sample], [clip], num_generations=n_side, **gen)
-        return score(side.texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
+    def side_accuracy() -> torch.Tensor:  # (G/2,) the next side rollouts; they never enter the loss
+        texts = [side_texts.pop(0) for _ in range(n_side)]
+        return score(texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
 
     temporal, relative = torch.zeros(G), torch.zeros(G)
     p = p_shuffled = applied = gap = float("nan")
-    if cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1:
-        rng = np.random.default_rng(question_seed(seed, step, q.position))
-        acc_shuffled = side_accuracy(shuffle_clip(q.clip, rng))
+    if shuffled is not None:
+        acc_shuffled = side_accuracy()
         bonus, fired = temporal_bonus(accuracy[None], acc_shuffled[None], alpha=cfg.temporal_alpha,
                                       mu=cfg.temporal_mu, threshold=cfg.temporal_threshold)
         temporal, applied = bonus[0], float(fired[0])
         p, p_shuffled = accuracy.mean().item(), acc_shuffled.mean().item()
-    if cfg.relative and q.kim_clip is not None:
-        bonus, diff = relative_bonus(accuracy[None], side_accuracy(q.kim_clip)[None],
+    if kim is not None:
+        bonus, diff = relative_bonus(accuracy[None], side_accuracy()[None],
                                      alpha=cfg.relative_alpha, form=cfg.relative_form)
         relative, gap = bonus[0], diff[0].item()
     return Group(ro, parts, reward, temporal, relative, torch.tensor([p, p_shuffled, applied, gap]))
@@ -160,7 +168,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
                             reward_funcs=reward_funcs) for q in questions]
     t_gen = time.perf_counter() - t0
     G = cfg.group_size
-    stack = lambda f: procs.gather(torch.stack([f(g) for g in groups]))  # noqa: E731  (Q, ...)
+    stack = lambda f: procs.gather(torch.stack([f(g).cpu() for g in groups]))  # noqa: E731  (Q, ...) on CPU
     reward, temporal, relative = stack(lambda g: g.reward), stack(lambda g: g.temporal), stack(lambda g: g.relative)
     parts = {name: stack(lambda g, n=name: g.parts[n]) for name in groups[0].parts}
     qstats = stack(lambda g: g.stats)                                              # (Q, 4)
@@ -187,7 +195,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
                for g in groups]
         ref = [None] * len(groups)
         if cfg.beta > 0:
-            with policy.disable_adapter():  # reference = the model RFT started from, LoRA off
+            with reference(policy):  # the model RFT started from: LoRA off (model.reference)
                 ref = [token_logprobs(policy, g.rollouts, cfg.temperature) for g in groups]
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
@@ -198,7 +206,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
                 logp = token_logprobs(model, g.rollouts, cfg.temperature)         # (G, C)
                 mask = g.rollouts.completion_mask.float()                         # (G, C)
                 loss, st = policy_loss(
-                    logp, logp.detach() if old[i] is None else old[i], ref[i], local[i], mask,
+                    logp, logp.detach() if old[i] is None else old[i], ref[i], local[i].to(logp.device), mask,
                     beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
                     loss_type=cfg.loss_type, max_completion_length=cfg.max_completion_length,
                     normalizer=norm)
@@ -265,12 +273,8 @@ RESUME_IGNORES = ("steps", "checkpoint_every", "keep_checkpoints", "num_processe
 def fingerprint(cfg: RFTParams, seed: int, files: list[str | os.PathLike] = ()) -> str:
     """What a checkpoint must match to be resumed: the params that shape the steps, the seed,
     and the bytes of the inputs (RL split, starting weights)."""
-    h = hashlib.sha256()
     shape = {k: v for k, v in asdict(cfg).items() if k not in RESUME_IGNORES}
-    h.update(json.dumps([shape, seed], sort_keys=True).encode())
-    for f in files:
-        h.update(Path(f).read_bytes())
-    return h.hexdigest()[:16]
+    return digest([shape, seed], files)
 
 
 def checkpoints(checkpoint_dir: str | os.PathLike, print_: str) -> list[Path]:
@@ -377,25 +381,30 @@ def launch_command(cfg: RFTParams, params_path: str = "params.yaml") -> list[str
             "--num_processes", str(cfg.num_processes), "-m", "vrlib.rft", "--params", params_path]
 
 
-def run(seed: int, dcfg, cfg: RFTParams, *, base: str = "models/base", sft: str = "models/sft",
+def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base", sft: str = "models/sft",
         split: str = "data/rl.jsonl", out: str = "models/rft", checkpoint_dir: str = "checkpoints/rft",
         live_dir: str | None = "dvclive/rft") -> list[dict]:
     """The rft stage in this process (one of several under `accelerate launch`): load the split
     and the policy, train (resuming a matching checkpoint), write the adapter, the adapter
-    stack it sits on (`stack.json`) and the step logs."""
+    stack it sits on (`stack.json`) and the step logs. `bcfg` (params' base section) says how
+    the model is loaded: dtype, attention, 4-bit storage."""
     from accelerate import Accelerator
 
     from vrlib.data import load_split
     from vrlib.logs import dvclive_logger
-    from vrlib.model import STACK, add_lora, check_model_dir, load_policy, load_processor, save_checkpoint
+    from vrlib.config import BaseParams
+    from vrlib.model import (STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor,
+                             save_checkpoint)
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     processor = load_processor(base)
     samples, clips = load_split(split, fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
     kim_clips = load_kim_clips(samples, split, dcfg) if cfg.relative else None
     below = [sft] if cfg.init == "sft" else []
-    policy = load_policy(base, below, load_in_4bit=cfg.load_in_4bit, device=accelerator.device)
-    model = add_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, seed=seed)
+    policy = load_policy(base, below, load_in_4bit=cfg.load_in_4bit,
+                         **load_kwargs(bcfg or BaseParams(), device=accelerator.device))
+    model = add_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, seed=seed,
+                     gradient_checkpointing=cfg.gradient_checkpointing)
     inputs = [split, check_model_dir(base) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in below]]
     main = accelerator.is_main_process
     with contextlib.ExitStack() as stack:
@@ -424,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = config.load(args.params)
-    run(params.seed, params.data, params.rft)
+    run(params.seed, params.data, params.rft, params.base)
 
 
 if __name__ == "__main__":

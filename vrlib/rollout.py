@@ -31,15 +31,32 @@ class Rollouts:
     def completion_ids(self) -> torch.Tensor:
         return self.input_ids[:, -self.completion_mask.shape[1]:]  # (N, C)
 
+    def head(self, n: int) -> "Rollouts":
+        """The first n rows, with their visual tensors (each row holds one image or one video,
+        whose patches are contiguous in `pixel_values*`, in row order), without the trailing
+        columns where none of them has a completion token."""
+        keep = int(self.completion_mask[:n].sum(1).max())
+        end = self.input_ids.shape[1] - (self.completion_mask.shape[1] - keep)
+        visual = {}
+        for pixels, grid in (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "video_grid_thw")):
+            if grid in self.visual:
+                kept = self.visual[grid][:n]                                   # (n', 3)
+                visual[grid] = kept
+                visual[pixels] = self.visual[pixels][:int(kept.prod(-1).sum())]  # (patches, D)
+        if "second_per_grid_ts" in self.visual:
+            visual["second_per_grid_ts"] = self.visual["second_per_grid_ts"][:len(visual["video_grid_thw"])]
+        return Rollouts(self.input_ids[:n, :end], self.attention_mask[:n, :end],
+                        self.completion_mask[:n, :keep], visual, self.texts[:n], self.truncated[:n])
+
 
 @torch.no_grad()
-def generate(model, processor, samples: list, clips: list, *, num_generations: int,
+def generate(model, processor, samples: list, clips: list, *, num_generations: int = 1,
              max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-             do_sample: bool = True) -> Rollouts:
+             do_sample: bool = True, max_pixels: int | None = None) -> Rollouts:
     """G rollouts per (sample, clip); row i*G + g is rollout g of sample i."""
     rep_samples = [s for s in samples for _ in range(num_generations)]
     rep_clips = [c for c in clips for _ in range(num_generations)]
-    batch = encode_prompts(processor, rep_samples, rep_clips)
+    batch = encode_prompts(processor, rep_samples, rep_clips, max_pixels).to(model.device)
     tok = processor.tokenizer
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample \
         else dict(do_sample=False)
@@ -55,7 +72,7 @@ def generate(model, processor, samples: list, clips: list, *, num_generations: i
     completion = out[:, prompt_len:]  # (N, C)
     is_eos = completion == tok.eos_token_id  # (N, C)
     first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), completion.shape[1])  # (N,)
-    positions = torch.arange(completion.shape[1]).unsqueeze(0)  # (1, C)
+    positions = torch.arange(completion.shape[1], device=completion.device).unsqueeze(0)  # (1, C)
     completion_mask = (positions <= first_eos.unsqueeze(1)).long()  # (N, C)
     attention_mask = torch.cat([batch["attention_mask"], completion_mask], dim=1)  # (N, P + C)
     texts = tok.batch_decode(completion.masked_fill(completion_mask == 0, tok.pad_token_id),

@@ -82,9 +82,10 @@ def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
 
 def train_supervised(model, processor, samples: list, clips: list, targets: list[str], *,
                      steps: int, batch_size: int, lr: float, grad_clip: float, seed: int,
-                     on_step: Callable[[int, dict], None] | None = None,
+                     grad_accum: int = 1, on_step: Callable[[int, dict], None] | None = None,
                      warmup_frac: float = 0.05) -> list[float]:
-    """AdamW with warmup + cosine decay; batches drawn from `np.random.default_rng(seed)`."""
+    """AdamW with warmup + cosine decay; `grad_accum` micro-batches of `batch_size` per step,
+    drawn from `np.random.default_rng(seed)`."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -94,12 +95,15 @@ def train_supervised(model, processor, samples: list, clips: list, targets: list
     model.train()
     losses = []
     for step in range(steps):
-        idx = rng.choice(len(samples), size=min(batch_size, len(samples)), replace=False)
-        batch = encode_cached(cache, idx, [targets[i] for i in idx])
-        loss = model(**batch).loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"supervised loss is {loss.item()} at step {step}")
-        loss.backward()
+        loss = 0.0
+        for _ in range(grad_accum):
+            idx = rng.choice(len(samples), size=min(batch_size, len(samples)), replace=False)
+            batch = {k: v.to(model.device) for k, v in encode_cached(cache, idx, [targets[i] for i in idx]).items()}
+            micro = model(**batch).loss / grad_accum
+            if not torch.isfinite(micro):
+                raise FloatingPointError(f"supervised loss is {micro.item()} at step {step}")
+            micro.backward()
+            loss = loss + micro.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         schedule.step()

@@ -121,12 +121,15 @@ def num_frames(duration: float, total: int, *, fps: float, min_frames: int, max_
 
 
 def sample_frames(
-    path: str | os.PathLike, *, fps: float = 2.0, min_frames: int = 4, max_frames: int = 16
+    path: str | os.PathLike, *, fps: float = 2.0, min_frames: int = 4, max_frames: int = 16,
+    start: float = 0.0, end: float | None = None,
 ) -> Clip:
-    """Decode `num_frames` frames spread evenly over the video (Video-R1: 2 fps, 4..16 frames).
+    """Decode `num_frames` frames spread evenly over the video (Video-R1: 2 fps, 4..16 frames),
+    or over the segment [start, end] seconds of it (a clue segment, VideoChat-R1's TCR).
 
     An 8 s file of 32 frames at 4 fps gives 16 frames, indices 0, 2, 4, ..., 14, 17, ...,
-    29, 31 (timestamps 0.0, 0.5, ..., 3.5, 4.25, ..., 7.75) and `fps` 2.0.
+    29, 31 (timestamps 0.0, 0.5, ..., 3.5, 4.25, ..., 7.75) and `fps` 2.0. With start 2.0
+    and end 4.0 at 2 fps: 4 frames, indices 8, 11, 13, 16 (timestamps stay in the file's time).
     """
     path = Path(path)
     if not path.is_file():
@@ -142,8 +145,14 @@ def sample_frames(
             f"need at least {FRAME_FACTOR} frames and a positive fps"
         )
     duration = total / native_fps
-    n = num_frames(duration, total, fps=fps, min_frames=min_frames, max_frames=max_frames)
-    indices = np.linspace(0, total - 1, n).round().astype(int)  # (n,)
+    first, last = 0, total - 1
+    if start > 0 or end is not None:  # a segment: whole frames inside it, at least FRAME_FACTOR
+        first = min(max(0, math.ceil(start * native_fps)), total - FRAME_FACTOR)
+        stop = total - 1 if end is None else math.floor(end * native_fps)
+        last = min(max(stop, first + FRAME_FACTOR - 1), total - 1)
+        duration = (last - first + 1) / native_fps
+    n = num_frames(duration, last - first + 1, fps=fps, min_frames=min_frames, max_frames=max_frames)
+    indices = np.linspace(first, last, n).round().astype(int)  # (n,)
     try:
         frames = reader.get_batch(indices.tolist()).asnumpy()  # (n, H, W, 3) uint8
     except (RuntimeError, decord.DECORDError) as err:
@@ -157,6 +166,26 @@ def sample_frames(
         native_fps=native_fps,
         path=str(path),
     )
+
+
+FOLDER_FPS = 10.0
+"""The clock of a folder of frames, which has none: GOT-10k is recorded at 10 fps."""
+
+
+def sample_frame_folder(path: str | os.PathLike, *, fps: float = 2.0, min_frames: int = 4,
+                        max_frames: int = 16) -> Clip:
+    """`sample_frames` for a folder of `*.jpg` frames in name order (GOT-10k as VideoChat-R1
+    feeds it), timed at FOLDER_FPS."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.suffix == ".jpg") if path.is_dir() else []
+    if len(files) < FRAME_FACTOR:
+        raise FileNotFoundError(2, f"need at least {FRAME_FACTOR} .jpg frames in folder", str(path))
+    duration = len(files) / FOLDER_FPS
+    n = num_frames(duration, len(files), fps=fps, min_frames=min_frames, max_frames=max_frames)
+    indices = np.linspace(0, len(files) - 1, n).round().astype(int)  # (n,)
+    frames = np.stack([read_image(files[i]).frames[0] for i in indices])  # (n, H, W, 3)
+    return Clip(frames=frames, fps=n / duration, indices=indices, timestamps=indices / FOLDER_FPS,
+                duration=duration, native_fps=FOLDER_FPS, path=str(path))
 
 
 def shuffle_frames(clip: Clip, generator_or_seed: np.random.Generator | int) -> Clip:

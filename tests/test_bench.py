@@ -1,0 +1,163 @@
+"""The GRPO benchmark at the tiny size, the Qwen2.5-VL shapes it builds, and the launch files
+for several GPUs and nodes (accelerate configs, SLURM script).
+
+Run: `.venv/bin/pytest tests/test_bench.py`
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from vrlib import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "vrlib" / "launch"
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def test_decode_bound_by_hand():
+    # 4 tokens; each step reads 100 B of weights + 2 B per context token for each of 4 sequences;
+    # mean context 10 + 4/2 = 12: 4 * (100 + 4 * 2 * 12) B at 1000 B/s = 0.784 s
+    b = bench.DecodeBound(weight_bytes=100, kv_bytes_per_token=2, bandwidth=1000.0)
+    assert b.seconds(4, prompt=10, completion=4) == pytest.approx(0.784)
+    assert b.seconds(4, prompt=10, completion=4, extra_weight_bytes=50) == pytest.approx(0.984)
+
+
+def test_decode_weight_bytes_count_what_a_step_reads(tiny_dir):
+    import bitsandbytes as bnb
+
+    from vrlib.model import load_model
+
+    full = load_model(tiny_dir)
+    lm = full.model.language_model
+    read = sum(p.numel() for m in (lm.layers, lm.norm) for p in m.parameters()) + full.lm_head.weight.numel()
+    assert bench.decode_weight_bytes(full) == (4 * read, 0)  # fp32; no vision tower, no embedding
+    nf4 = load_model(tiny_dir, load_in_4bit=True)
+    linears = [m for m in nf4.model.language_model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    nbytes, quantized = bench.decode_weight_bytes(nf4)
+    assert quantized == sum(m.in_features * m.out_features for m in linears)
+    assert 4 * (read - quantized) + quantized // 2 < nbytes < 4 * read  # + absmax constants
+
+
+@pytest.mark.parametrize("shape, count, published", [("qwen2.5-vl-7b", 8_292_166_656, 8.29e9),
+                                                     ("qwen2.5-vl-3b", 3_754_622_976, 3.75e9)])
+def test_qwen_shapes_have_the_published_parameter_counts(shape, count, published):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(bench.qwen_config(shape))
+    n = sum(p.numel() for p in model.parameters())
+    assert n == count and abs(n - published) / published < 0.01
+    assert (model.lm_head.weight is model.get_input_embeddings().weight) == (shape == "qwen2.5-vl-3b")
+
+
+def test_qwen_config_takes_the_tokenizer_ids_but_keeps_the_real_vocabulary():
+    from vrlib.model import train_tokenizer
+
+    tok = train_tokenizer(["Which shape moves first? <answer>A</answer>"] * 10, 300)
+    config = bench.qwen_config("qwen2.5-vl-7b", tok)
+    assert config.text_config.vocab_size == 152064 > len(tok)
+    assert config.video_token_id == tok.convert_tokens_to_ids("<|video_pad|>")
+    assert config.text_config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
+    assert bench.qwen_config("qwen2.5-vl-7b").video_token_id == 151656  # Qwen's own without one
+
+
+@pytest.mark.parametrize("faster", [[], ["--static-cache"],
+                                    pytest.param(["--static-cache", "--compile"], marks=pytest.mark.slow)])
+def test_grpo_bench_prints_every_row(capsys, faster):
+    bench.main(["grpo", "--shape", "tiny", "--steps", "1", "--warmup", "0", "--completion", "8",
+                "--frames", "4", "--max-pixels", "3136", "--bandwidth-gbs", "20", *faster])
+    out = capsys.readouterr().out
+    rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", out, re.M))
+    assert list(rows)[1:] == list(bench.GRPO_ROWS)  # after the header row
+    assert "command: `python -m vrlib.bench grpo --shape tiny" in out
+    for row in bench.GRPO_ROWS[1:-1]:
+        float(rows[row].split()[0])  # every number parses
+    assert rows["completion tokens per rollout (measured mean)"] == "8 (8)"  # min_new_tokens held
+    assert rows["rollouts per prompt (ordered + shuffled)"] == "8 + 4"  # T-GRPO: G = 8, + G/2
+    gen, update = (float(rows[f"{k} share of the step"]) for k in ("generation", "update"))
+    assert gen > 0 and update > 0 and gen + update <= 1.0 + 1e-6
+    if not torch.cuda.is_available():
+        assert rows["peak GPU memory (GiB)"] == "n/a"
+
+
+# ----------------------------------------------------------------------------- launch files
+@pytest.mark.parametrize("name, kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"),
+                                        ("zero2", "DEEPSPEED"), ("zero3", "DEEPSPEED")])
+def test_accelerate_configs_load_with_accelerate(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(LAUNCH / f"{name}.yaml"))
+    assert config.distributed_type == kind
+    assert (config.num_machines, config.machine_rank) == (1, 0)  # placeholders, overridden at launch
+    if kind == "DEEPSPEED":
+        ds = config.deepspeed_config
+        assert ds["zero_stage"] == int(name[-1]) and config.mixed_precision == "bf16"
+        assert ds["deepspeed_multinode_launcher"] == "standard"  # one launcher per node, no ssh
+
+
+def test_fsdp_config_wraps_qwen_layers_for_qlora():
+    import transformers.models.qwen2_5_vl.modeling_qwen2_5_vl as qwen
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    fsdp = load_config_from_file(str(LAUNCH / "fsdp.yaml")).fsdp_config
+    assert fsdp["fsdp_use_orig_params"] and fsdp["fsdp_cpu_ram_efficient_loading"]
+    assert fsdp["fsdp_sync_module_states"] and fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    classes = fsdp["fsdp_transformer_layer_cls_to_wrap"].split(",")
+    assert classes == ["Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock"]
+    assert all(hasattr(qwen, c) for c in classes)
+
+
+def test_slurm_script_parses():
+    subprocess.run(["bash", "-n", str(LAUNCH / "slurm_rft.sh")], check=True)
+
+
+def test_slurm_script_starts_one_accelerate_launch_per_node(tmp_path):
+    """With stand-ins for scontrol, srun (two nodes) and python, the script's launch lines are
+    what accelerate's own parser expects."""
+    from accelerate.commands.launch import launch_command_parser
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    stubs = {"scontrol": 'printf "gpu-a\\ngpu-b\\n"',
+             "srun": 'while [[ $1 == --* ]]; do shift 2; done\nfor id in 0 1; do SLURM_NODEID=$id "$@"; done',
+             "python": 'echo "$@" >> "$LOG"'}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LOG": str(log),
+           "SLURM_JOB_NODELIST": "gpu-[a-b]", "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "4"}
+    subprocess.run(["bash", str(LAUNCH / "slurm_rft.sh"), "zero3"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert len(calls) == 2
+    for rank, call in enumerate(calls):
+        assert call[:2] == ["-m", "accelerate.commands.launch"]
+        args = launch_command_parser().parse_args(call[2:])
+        assert args.config_file == "vrlib/launch/zero3.yaml"
+        assert (args.num_machines, args.machine_rank) == (2, rank)
+        assert (args.num_processes, args.main_process_ip, args.main_process_port) == (8, "gpu-a", 29500)
+        assert args.module and args.training_script == "vrlib.rft"
+        assert args.training_script_args == ["--params", "params.yaml"]
+
+
+def test_grpo_bench_runs_a_qwen_shape_shrunk(monkeypatch, capsys):
+    """The 3B's path (its tokenizer ids, the real vocabulary, the vision tower's window
+    attention, nf4 loading) with 1 text layer of width 64 and 1 vision block."""
+    monkeypatch.setitem(bench.QWEN_TEXT, "qwen2.5-vl-3b", dict(
+        bench.QWEN_TEXT["qwen2.5-vl-3b"], hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1))
+    monkeypatch.setattr(bench, "QWEN_VISION", dict(bench.QWEN_VISION, depth=1, hidden_size=64,
+                                                   intermediate_size=128, num_heads=2))
+    monkeypatch.setitem(bench.QWEN_TEXT_COMMON, "rope_parameters", dict(
+        bench.QWEN_TEXT_COMMON["rope_parameters"], mrope_section=[4, 6, 6]))
+    bench.main(["grpo", "--shape", "qwen2.5-vl-3b", "--steps", "1", "--warmup", "0",
+                "--completion", "4", "--frames", "4", "--max-pixels", "3136"])
+    rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", capsys.readouterr().out, re.M))
+    assert rows["completion tokens per rollout (measured mean)"] == "4 (4)"
+    assert rows["model"].startswith("qwen2.5-vl-3b, 0.0")  # ~10 M, most of it the 151,936-row embedding

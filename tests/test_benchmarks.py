@@ -1,0 +1,156 @@
+"""vrlib.benchmarks, vrlib.tcr and the resumable decoding: metrics by hand, every format read
+and run end to end with a tiny model, a crash resumed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vrlib import benchmarks, evaluate, importers, tcr
+from vrlib.config import DataParams, EvalParams
+from vrlib.evaluate import Trace, scored_text
+
+FIXTURES = Path(__file__).parent / "fixtures" / "importers"
+FORMAT_FILES = {"video_r1": "video_r1.json", "charades_sta": "charades_sta.txt",
+                "videochat_r1_grounding": "videochat_r1_grounding.json",
+                "videochat_r1_got": "videochat_r1_got.json", "videochat_r1_gqa": "videochat_r1_gqa.json"}
+
+
+def trace(i, problem_type, task, accuracy=0.0, mra=0.0, glue=0.0, duration=8.0):
+    return Trace(model="m", problem_id=f"q{i}", task=task, problem_type=problem_type, problem="?",
+                 solution="", completion="", format=1.0, accuracy=accuracy, truncated=False,
+                 glue_iou=glue, mra=mra, duration=duration)
+
+
+def by_metric(scores):
+    return {s["metric"]: s for s in scores}
+
+
+def test_vsi_bench_style_combinations_by_hand():
+    traces = [trace(0, "multiple choice", "rel_direction", accuracy=1.0),
+              trace(1, "multiple choice", "rel_direction", accuracy=0.0),
+              trace(2, "multiple choice", "route_plan", accuracy=1.0),
+              trace(3, "regression", "abs_distance", accuracy=0.9, mra=0.5),
+              trace(4, "regression", "abs_distance", accuracy=0.99, mra=1.0)]
+    got = by_metric(benchmarks.overall(traces, [0.3, 0.5, 0.7]))
+    assert got["mean_acc"]["value"] == pytest.approx(100 * 2 / 3, abs=0.01) and got["mean_acc"]["n"] == 3
+    assert got["mean_mra"]["value"] == 75.0 and got["mean_mra"]["n"] == 2
+    # tasks: rel_direction 50, route_plan 100, abs_distance MRA 75 -> 75
+    assert got["task_mean"]["value"] == 75.0 and "VSI-Bench" in got["task_mean"]["combined"]
+    assert all(s["combined"] for s in got.values())
+
+
+def test_grounding_tracking_gqa_combinations_by_hand():
+    traces = [trace(0, "temporal grounding", "cha", accuracy=0.75),
+              trace(1, "temporal grounding", "cha", accuracy=0.25),
+              trace(2, "temporal grounding", "cha", accuracy=0.5),
+              trace(3, "tracking", "got", accuracy=0.6), trace(4, "tracking", "got", accuracy=0.2),
+              trace(5, "grounded QA", "gqa", accuracy=1.0, glue=0.4),
+              trace(6, "grounded QA", "gqa", accuracy=0.0, glue=0.0)]
+    got = {(s["items"], s["metric"]): s["value"] for s in benchmarks.overall(traces, [0.3, 0.5, 0.7])}
+    tg, tr, qa = "temporal grounding", "tracking", "grounded QA"
+    assert got == {(tg, "mIoU"): 50.0, (tg, "R@0.3"): 66.67, (tg, "R@0.5"): 66.67, (tg, "R@0.7"): 33.33,
+                   (tr, "overlap"): 40.0, (tr, "R@0.5"): 50.0,
+                   (qa, "accuracy"): 50.0, (qa, "glue_mIoU"): 20.0}
+
+
+def test_breakdowns_partition_the_items():
+    traces = [trace(0, "multiple choice", "a", 1.0, duration=30.0),
+              trace(1, "multiple choice", "b", 0.0, duration=600.0),
+              trace(2, "numerical", "b", 1.0, duration=3600.0), trace(3, "numerical", "a", 1.0, duration=0.0)]
+    s = benchmarks.summarize(traces, [0.5], {"fps": 2.0})
+    assert s["settings"] == {"fps": 2.0} and s["n"] == 4
+    assert {k: v["n"] for k, v in s["by_duration"].items()} == {
+        "image": 1, "short (< 2 min)": 1, "medium (2-15 min)": 1, "long (>= 15 min)": 1}
+    assert s["by_task"]["b"]["accuracy"] == 50.0 and s["by_problem_type"]["numerical"]["accuracy"] == 100.0
+
+
+def test_scored_text_strips_the_reasoning_when_there_is_no_answer_tag():
+    tagged = "<think>maybe A</think><answer>B</answer>"
+    assert scored_text(tagged) == tagged
+    assert scored_text("<think>It is A, no.</think> B") == "<answer>B</answer>"
+    assert scored_text("<think>unclosed A") == "<answer></answer>"
+    assert scored_text("C") == "<answer>C</answer>"  # Video-R1 scores the raw output
+
+
+def test_clue_span_by_hand():
+    assert tcr.clue_span("x<glue>[(2.0, 3.0), (5.0, 5.5)]</glue>", 8.0, 0.5) == (1.5, 6.0)
+    assert tcr.clue_span("<glue>[(0.2, 9.0)]</glue>", 8.0, 0.5) == (0.0, 8.0)
+    assert tcr.clue_span("<glue>[]</glue>", 8.0, 0.5) is None
+    assert tcr.clue_span("no clue", 8.0, 0.5) is None
+    assert tcr.clue_span("<glue>[(9.0, 9.5)]</glue>", 8.0, 0.0) is None  # outside the video
+
+
+# ----------------------------------------------------------------------------- with a tiny model
+@pytest.fixture(scope="module")
+def tiny(tiny_dir):
+    from vrlib.model import load_model, load_processor
+
+    return load_model(tiny_dir), load_processor(tiny_dir)
+
+
+def test_decode_resumes_after_a_crash_with_the_same_outputs(tiny, world_split, tmp_path, monkeypatch):
+    model, processor = tiny
+    _, samples, clips = world_split
+    samples, clips = samples[:5], clips[:5]
+    kw = dict(batch_size=2, max_new_tokens=6)
+    whole, whole_tr = evaluate.decode(model, processor, samples, clips, **kw)
+    partial = tmp_path / "part.jsonl"
+    evaluate.decode(model, processor, samples, clips, partial=partial, key="k", **kw)
+    lines = partial.read_text().splitlines()
+    assert json.loads(lines[0]) == {"key": "k"} and len(lines) == 6
+    # a crash in the third batch: two batches written, the fifth item's line cut short
+    partial.write_text("\n".join(lines[:5]) + "\n" + lines[5][:10])
+    calls = []
+    real = evaluate.generate
+    monkeypatch.setattr(evaluate, "generate", lambda m, p, s, *a, **k: calls.append(len(s)) or real(m, p, s, *a, **k))
+    texts, tr = evaluate.decode(model, processor, samples, clips, partial=partial, key="k", **kw)
+    assert calls == [1] and (texts, tr) == (whole, whole_tr)
+    calls.clear()  # another key (other model or settings): nothing reused
+    assert evaluate.decode(model, processor, samples, clips, partial=partial, key="other", **kw)[0] == whole
+    assert calls == [2, 2, 1]
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMAT_FILES))
+def test_runner_reads_every_format_and_records_its_settings(fmt, tiny_dir, media, tmp_path):
+    cfg = EvalParams(max_new_tokens=6, batch_size=4, max_frames=8)
+    s = benchmarks.run(fmt, FIXTURES / FORMAT_FILES[fmt], media, model_dir=str(tiny_dir), adapters=[],
+                       name="tiny", out_dir=tmp_path, dcfg=DataParams(), cfg=cfg)
+    n = len(importers.FORMATS[fmt](FIXTURES / FORMAT_FILES[fmt], media).samples)
+    assert s["n"] == n and len((tmp_path / "tiny.jsonl").read_text().splitlines()) == n
+    assert json.loads((tmp_path / "tiny.json").read_text()) == s
+    assert (s["settings"]["max_frames"], s["settings"]["fps"], s["settings"]["format"]) == (8, 2.0, fmt)
+    assert s["settings"]["decoding"] == "greedy" and s["overall"]
+    assert sum(v["n"] for v in s["by_problem_type"].values()) == n
+    assert not list((tmp_path / ".tiny.partial").glob("*.jsonl"))  # the resume file is gone
+
+
+def test_tcr_two_passes_cut_only_question_answering(tiny, media, monkeypatch):
+    model, processor = tiny
+    samples = importers.video_r1(FIXTURES / "video_r1.json", media).samples  # MC, numerical, image, ...
+    samples += importers.charades_sta(FIXTURES / "charades_sta.txt", media).samples[:1]
+    paths = [Path(s.path) for s in samples]
+    settings = evaluate.settings(DataParams(), EvalParams(max_new_tokens=6, batch_size=8))
+    # the first pass of every item names a clue at 0.5..1.0 s
+    real = evaluate.decode
+    passes = []
+
+    def fake_first(m, p, s, c, **k):
+        passes.append((s, c, k["max_pixels"]))
+        texts, tr = real(m, p, s, c, **k)
+        return (texts if len(passes) == 2 else ["<glue>[(0.5, 1.0)]</glue>"] * len(s)), tr
+
+    monkeypatch.setattr(tcr, "decode", fake_first)
+    got = tcr.two_pass(model, processor, samples, paths, settings, low=0.5, high=2.0, pad=0.25)
+    (first_s, first_c, px1), (second_s, second_c, px2) = passes
+    assert all(tcr.CLUE_ASK in s.problem for s in first_s) and second_s == samples
+    assert (px1, px2) == (3136 // 2, 3136 * 2)
+    for s, span, clip in zip(samples, got.spans, second_c):
+        if s.data_type == "image":
+            assert span is None and len(clip.frames) == 1
+        elif s.problem_type == "temporal grounding":  # the whole video, denser
+            assert span is None and clip.timestamps[0] == 0.0
+        else:  # 0.25..1.25 s of a 2 s video at 4 fps
+            assert span == (0.25, 1.25) and clip.timestamps.min() >= 0.25 and clip.timestamps.max() <= 1.25
+    assert len(got.texts) == len(samples) == len(got.first)
