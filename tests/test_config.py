@@ -116,3 +116,27 @@ def test_unknown_scale_or_misspelt_preset_key_names_the_known_ones(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(config.ParamsError, match="presets.big.rtf is not a section"):
         config.load(tmp_path / "params.yaml")
+
+
+def test_every_stage_notebook_opens_with_what_it_teaches_and_keeps_prose_by_its_calls():
+    """STYLE.md: title and "What you will learn", then the papermill parameters cell; prose
+    between the calls (no run of two code cells without a word in between)."""
+    import json
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        assert cells[0]["cell_type"] == "markdown", path.name
+        assert "What you will learn" in "".join(cells[0]["source"]), path.name
+        assert "parameters" in cells[1]["metadata"].get("tags", []), path.name
+        kinds = [c["cell_type"] for c in cells[2:]]
+        runs = "".join("c" if k == "code" else "m" for k in kinds)
+        assert "ccc" not in runs, f"{path.name}: three code cells in a row without prose"
+
+
+def test_an_unused_preset_does_not_constrain_the_current_scale(tmp_path):
+    """Checking presets at load must not mix them with today's sections: 2 processes at tiny
+    scale are fine although the 7b preset asks 1 prompt per step."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["rft"].update(num_processes=2, prompts_per_step=4)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert config.load(tmp_path / "params.yaml").rft.num_processes == 2

@@ -84,7 +84,7 @@ def main() -> None:
                              "log": log_means()}
             atomic_write_json(OUT, results)  # kept if a later one fails
     finally:  # back to the committed study: params, lock, and its outputs from the cache
-        _run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics/eval.json",
+        _run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics/eval.json", "metrics/eval_settings.json",
               "metrics/analysis.json", "dvclive"])
         _run(["dvc", "checkout", "--force"])
     print(table(results))

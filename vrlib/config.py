@@ -307,7 +307,7 @@ def load(path: str | Path = "params.yaml") -> Params:
         for name, values in (sections or {}).items():
             if name not in SECTIONS:
                 raise ParamsError(f"params.yaml: presets.{scale}.{name} is not a section; known: {', '.join(SECTIONS)}")
-            parse(SECTIONS[name], {**(raw.get(name) or {}), **values}, f"presets.{scale}.{name}")
+            parse(SECTIONS[name], values, f"presets.{scale}.{name}")  # over the defaults: keys and kinds
     for name in SECTIONS:
         setattr(params, name, section(name, raw.get(name), params.scale, params.presets))
     return params
