@@ -1,12 +1,21 @@
 """Run a few GRPO steps on the tiny model and save the adapter: `python tests/rft_script.py
-MODEL SPLIT OUT` in one process, or under `accelerate launch` in several (tests/test_rft.py)."""
+MODEL SPLIT OUT [fsdp]` in one process, or under `accelerate launch` in several (tests/test_rft.py).
+
+`fsdp`: the model is sharded by accelerate's FSDP (version 1) wrapping. accelerate turns FSDP on
+for GPUs only, so on CPU this sets the two fields of its state that `accelerate launch
+--use_fsdp` would set (distributed type, plugin); everything after that (the wrapping in
+`prepare`, gloo collectives, `get_state_dict`, FSDP's clipping) is accelerate's and torch's own."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from peft import get_peft_model_state_dict
+from safetensors.torch import load_file
 
 from vrlib.config import DataParams, RFTParams
 from vrlib.data import load_split
@@ -25,24 +34,44 @@ CONFIGS = {
 }
 
 
-def main(model_dir: str, split: str, out: str) -> None:
-    torch.set_num_threads(1)
+def accelerator_for(mode: str) -> Accelerator:
     accelerator = Accelerator(cpu=True)
+    if mode == "fsdp":
+        for state in (PartialState(), accelerator.state):  # AcceleratorState() re-reads PartialState's
+            state.distributed_type = DistributedType.FSDP
+            state.device = torch.device("cpu")  # FSDP compares it with torch.cpu.current_device()
+        accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=1, sharding_strategy="FULL_SHARD", use_orig_params=True,
+            state_dict_type="FULL_STATE_DICT", sync_module_states=False)  # True needs a GPU
+    return accelerator
+
+
+def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
+    torch.set_num_threads(1)
+    accelerator = accelerator_for(mode)
     processor = load_processor(model_dir)
     dcfg = DataParams()
     samples, clips = load_split(split, fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
     kim = load_kim_clips(samples, split, dcfg)
     result = {}
-    for name, cfg in CONFIGS.items():
+    # "resumed": grpo's two steps as one step, a checkpoint, then a second run from it
+    runs = [*CONFIGS.items(), ("resumed", replace(CONFIGS["grpo"], steps=1)), ("resumed", CONFIGS["grpo"])]
+    for name, cfg in runs:
         model = add_lora(load_model(model_dir), r=4, alpha=8, dropout=0.0, seed=0)
+        saved = Path(out).with_suffix(f".{name}")
         history = train_grpo(model, processor, samples, clips, cfg, seed=0, kim_clips=kim,
-                             reward_funcs=REWARDS, accelerator=accelerator)
-        result[name] = {"adapter": get_peft_model_state_dict(accelerator.unwrap_model(model)),
+                             reward_funcs=REWARDS, accelerator=accelerator, out=saved,
+                             checkpoint_dir=Path(out).with_suffix(".checkpoints") if name == "resumed" else None)
+        # the adapter as written (gathered from the shards under FSDP)
+        result[name] = {"adapter": load_file(saved / "adapter_model.safetensors"),
                         "history": history, "processes": accelerator.num_processes}
+        if mode != "fsdp":  # without sharding, the live weights must equal those written
+            live = get_peft_model_state_dict(accelerator.unwrap_model(model))
+            assert all(torch.equal(live[k], v) for k, v in result[name]["adapter"].items())
     if accelerator.is_main_process:
         torch.save(result, out)
     accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -1,5 +1,6 @@
 """The GRPO loop on the tiny model: every variant steps, a killed run resumes to the same
-adapter and logs, a NaN stops before the update, and 2 processes make the same update as 1."""
+adapter and logs, a NaN stops before the update, and 2 processes (DDP or FSDP) make the
+same update as 1."""
 from __future__ import annotations
 
 import os
@@ -157,31 +158,46 @@ def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(t
     assert all(torch.equal(current[k], v) for k, v in state["adapter"].items())  # NaN step not applied
 
 
+@pytest.fixture(scope="module")
+def one_process(tiny_dir, world_split, tmp_path_factory):
+    """tests/rft_script.py in one process: its configs' adapters (as written) and logs."""
+    root, _, _ = world_split
+    out = tmp_path_factory.mktemp("one") / "one.pt"
+    subprocess.run([sys.executable, "tests/rft_script.py", str(tiny_dir), str(root / "eval.jsonl"), str(out)],
+                   cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)},
+                   check=True, capture_output=True)
+    return torch.load(out, weights_only=True)
+
+
 @pytest.mark.slow
-def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, tmp_path):
-    """tests/rft_script.py under `accelerate launch` with 2 CPU processes (gloo) vs 1 process,
-    same global batch: T-GRPO + relative + advantage bonuses, and dapo with batch scaling and
-    2 iterations (the gathered normalisers)."""
+@pytest.mark.parametrize("engine", ["ddp", "fsdp"])
+def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, one_process, tmp_path, engine):
+    """tests/rft_script.py under `accelerate launch` with 2 CPU processes (gloo), replicated (DDP)
+    or sharded (FSDP, version 1), vs 1 process, same global batch: T-GRPO + relative +
+    advantage bonuses, dapo with batch scaling and 2 iterations (the gathered normalisers),
+    and a run resumed from a checkpoint (the optimizer state, sharded under FSDP). The
+    adapters compared are those written to disk (gathered from the shards under FSDP)."""
     root, _, _ = world_split
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    args = [str(tiny_dir), str(root / "eval.jsonl")]
-    subprocess.run([sys.executable, "tests/rft_script.py", *args, str(tmp_path / "one.pt")],
-                   cwd=REPO, env=env, check=True, capture_output=True)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "--num_processes", "2"]
-    subprocess.run([*launch, "tests/rft_script.py", *args, str(tmp_path / "two.pt")],
-                   cwd=REPO, env=env, check=True, capture_output=True)
-    one = torch.load(tmp_path / "one.pt", weights_only=True)
-    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    subprocess.run([*launch, "tests/rft_script.py", str(tiny_dir), str(root / "eval.jsonl"),
+                    str(tmp_path / "two.pt"), engine], cwd=REPO, env=env, check=True, capture_output=True)
+    one, two = one_process, torch.load(tmp_path / "two.pt", weights_only=True)
+    assert set(one) == set(two) == {"grpo", "dapo_batch", "resumed"}
     for name in one:
         assert (one[name]["processes"], two[name]["processes"]) == (1, 2)
+        assert one[name]["adapter"].keys() == two[name]["adapter"].keys()
         for k, v in one[name]["adapter"].items():
             assert torch.allclose(v, two[name]["adapter"][k], atol=1e-6), (name, k)
         assert any(v.abs().sum() > 0 for k, v in one[name]["adapter"].items() if "lora_B" in k)
-        for a, b in zip(one[name]["history"], two[name]["history"]):
+        for a, b in zip(one[name]["history"], two[name]["history"], strict=True):
             for k in a:
                 if not k.startswith("time/"):
                     assert a[k] == pytest.approx(b[k], abs=1e-5), (name, k)
+    for run in (one, two):  # resuming after step 1 gives what two steps in one run give
+        for k, v in run["grpo"]["adapter"].items():
+            assert torch.allclose(v, run["resumed"]["adapter"][k], atol=1e-6), k
 
 
 def test_one_generate_call_for_group_and_side_rollouts_keeps_each_rows_video(tiny_dir, split):
@@ -206,3 +222,17 @@ def test_one_generate_call_for_group_and_side_rollouts_keeps_each_rows_video(tin
         alone = token_logprobs(model, head)                                         # (2, C')
     mask = head.completion_mask.bool()
     torch.testing.assert_close(alone[mask], whole[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_deepspeed_is_refused_before_any_work(tiny_dir, split):
+    """Under DeepSpeed accelerate's backward would step the optimizer after each question's
+    micro-batch: the loop says so instead of training something else than it reports."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    samples, clips, _ = split
+    engine = SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, num_processes=2, process_index=0)
+    with pytest.raises(NotImplementedError, match="fsdp.yaml"):
+        train_grpo(fresh(tiny_dir), load_processor(tiny_dir), samples, clips, RFTParams(steps=1, **SMALL),
+                   seed=0, accelerator=engine)

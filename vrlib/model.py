@@ -6,6 +6,7 @@ directory, so the tiny embedded model and Qwen2.5-VL-7B take the same code path.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -136,13 +137,24 @@ def build_tiny(out_dir: str | Path, corpus: list[str], *, max_pixels: int, seed:
     return model, processor
 
 
-def save_checkpoint(model, processor, out_dir: str | Path) -> None:
-    """save_pretrained into a temp dir, then rename: a crash never leaves a half checkpoint."""
+def save_checkpoint(model, processor, out_dir: str | Path, adapter: dict | None = None) -> None:
+    """save_pretrained into a temp dir, then rename: a crash never leaves a half checkpoint.
+    `adapter`: the trained adapter's weights, named as peft saves them, when the model's own are
+    sharded (FSDP: gathered by `rft._Procs.adapter_state`); written in peft's layout."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    stacked = len(getattr(model, "peft_config", {})) > 1  # only the trained adapter, not those below
-    model.save_pretrained(tmp, **({"selected_adapters": [TRAINED]} if stacked else {}))
+    if adapter is None:
+        stacked = len(getattr(model, "peft_config", {})) > 1  # only the trained adapter, not those below
+        model.save_pretrained(tmp, **({"selected_adapters": [TRAINED]} if stacked else {}))
+    else:
+        from safetensors.torch import save_file
+
+        config = copy.deepcopy(model.peft_config[TRAINED])
+        config.inference_mode = True  # as peft's save_pretrained writes it
+        config.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in adapter.items()}, tmp / "adapter_model.safetensors",
+                  metadata={"format": "pt"})
     if processor is not None:
         processor.save_pretrained(tmp)
     if out_dir.exists():

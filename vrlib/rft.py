@@ -34,7 +34,7 @@ from vrlib import rewards
 from vrlib.config import RFTParams
 from vrlib.data import digest
 from vrlib.grpo import batch_normalizer, bonus_advantages, policy_loss, relative_bonus, temporal_bonus
-from vrlib.model import reference
+from vrlib.model import TRAINED, reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
 from vrlib.video import Clip, atomic_path
 
@@ -137,12 +137,25 @@ def _nanmean(x: torch.Tensor) -> float:
 
 
 class _Procs:
-    """The few collective operations the step needs, for one process or an Accelerator."""
+    """The few collective operations the step needs: one process, or an Accelerator running DDP
+    or FSDP (version 1). DeepSpeed is refused: its engine steps the optimizer inside
+    `accelerator.backward` and clips on its own, which this loop's per-question micro-batches,
+    whole-batch normaliser and finite check before the update do not fit (README "Real models")."""
 
     def __init__(self, accelerator=None):
         self.acc = accelerator
         self.n = 1 if accelerator is None else accelerator.num_processes
         self.rank = 0 if accelerator is None else accelerator.process_index
+        from accelerate.utils import DistributedType
+
+        kind = None if accelerator is None else accelerator.distributed_type
+        if kind == DistributedType.DEEPSPEED:
+            raise NotImplementedError(
+                "vrlib.rft does not run under DeepSpeed: its engine steps the optimizer inside every "
+                "accelerator.backward and clips with its own config, while a GRPO step here is several "
+                "micro-batches, one update and a finite check before it. Shard with "
+                "vrlib/launch/fsdp.yaml, or replicate with vrlib/launch/ddp.yaml.")
+        self.fsdp = kind == DistributedType.FSDP
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:  # concatenated in process order
         return x if self.n == 1 else self.acc.gather(x.to(self.acc.device)).cpu()
@@ -156,6 +169,63 @@ class _Procs:
     def unwrap(self, model):
         return model if self.acc is None else self.acc.unwrap_model(model)
 
+    def full_weights(self, model):
+        """Around a forward of the unwrapped model (generation, the no-grad forwards). Under FSDP
+        the root unit's weights (embeddings, final norm, lm_head, vision merger) are sharded
+        outside the wrapper's forward: gather them (TRL does the same); the layers' own units
+        gather theirs in their forward."""
+        if not self.fsdp:
+            return contextlib.nullcontext()
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        return FSDP.summon_full_params(model, recurse=False, writeback=False)
+
+    def clip_grad_norm(self, model, params: list, max_norm: float) -> torch.Tensor:
+        """Clip to max_norm, return the norm before clipping; under FSDP the gradients are
+        sharded and FSDP's own method reduces the norm over processes (accelerate's
+        clip_grad_norm_ finds the model by comparing parameter lists, which fails once a
+        process has prepared two models)."""
+        return model.clip_grad_norm_(max_norm) if self.fsdp else torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def adapter_state(self, model) -> dict:
+        """The trained adapter's weights, whole (on every process without FSDP, on process 0
+        under FSDP, where every process must call this: the shards are gathered)."""
+        from peft import get_peft_model_state_dict
+
+        if not self.fsdp:
+            return get_peft_model_state_dict(self.unwrap(model))
+        full = self.acc.get_state_dict(model)  # gathered, with FSDP's wrapper names removed
+        if self.rank != 0:
+            return {}
+        # peft's get_peft_model_state_dict(state_dict=full) finds the LoRA weights by module name,
+        # and inside FSDP's nested units those names carry `_fsdp_wrapped_module.`, so it selects
+        # nothing: select the trained weights here, named as peft names them (adapter name removed)
+        trained = {n.replace("_fsdp_wrapped_module.", "") for n, p in model.named_parameters() if p.requires_grad}
+        return {k.replace(f".{TRAINED}.", "."): v for k, v in full.items() if k in trained}
+
+    def optimizer_state(self, optimizer) -> dict | list[dict]:
+        """The optimizer's state (every process must call this under FSDP, where it is the list
+        of each process's own shard; process 0 gets the list). FSDP.optim_state_dict, which
+        would gather it whole, wrote exp_avg_sq in place of exp_avg for the LoRA B weights here
+        (torch 2.15, use_orig_params), so the shards are kept as they are."""
+        if not self.fsdp:
+            return optimizer.state_dict()
+        from accelerate.utils import gather_object
+
+        own = optimizer.state_dict()  # on the CPU: the objects are pickled to process 0
+        own["state"] = {i: {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.items()}
+                        for i, st in own["state"].items()}
+        return gather_object([own])
+
+    def load_optimizer_state(self, optimizer, state: dict) -> None:
+        engine = state.get("engine", "torch")  # checkpoints before FSDP have none
+        shards = state["optimizer"] if engine == "fsdp" else None
+        if engine != ("fsdp" if self.fsdp else "torch") or (shards is not None and len(shards) != self.n):
+            raise ValueError(
+                f"the checkpoint's optimizer state was written {'by %d FSDP processes' % len(shards) if shards else 'without FSDP'}"
+                f"; resume it the same way (rft.accelerate_config, rft.num_processes) or move it away")
+        optimizer.load_state_dict(state["optimizer"] if shards is None else shards[self.rank])
+
 
 def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTParams, *,
               seed: int = 0, step: int = 0, reward_funcs: dict = REWARD_FUNCS,
@@ -164,8 +234,9 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     procs = _Procs(accelerator)
     policy = procs.unwrap(model)
     t0 = time.perf_counter()
-    groups = [rollout_group(policy, processor, q, cfg, seed=seed, step=step,
-                            reward_funcs=reward_funcs) for q in questions]
+    with procs.full_weights(model):
+        groups = [rollout_group(policy, processor, q, cfg, seed=seed, step=step,
+                                reward_funcs=reward_funcs) for q in questions]
     t_gen = time.perf_counter() - t0
     G = cfg.group_size
     stack = lambda f: procs.gather(torch.stack([f(g).cpu() for g in groups]))  # noqa: E731  (Q, ...) on CPU
@@ -190,7 +261,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     else:  # gradients are averaged over processes, hence the / n
         norm = batch_normalizer(cfg.loss_type, reward.numel(), n_tokens, cfg.max_completion_length) / procs.n
     t1 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), procs.full_weights(model):
         old = [token_logprobs(policy, g.rollouts, cfg.temperature) if cfg.num_iterations > 1 else None
                for g in groups]
         ref = [None] * len(groups)
@@ -215,7 +286,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
             w = mask.sum().item()
             sums += torch.tensor([st["policy/kl"] * w, st["policy/clip_frac"] * w, st["policy/ratio_mean"] * w, w])
         # every process decides alike: gradients are synced, the loss is gathered
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        grad_norm = procs.clip_grad_norm(model, params, cfg.grad_clip)
         totals = procs.gather(torch.tensor([[loss_sum, *sums.tolist()]])).sum(0)  # (5,)
         total_loss = totals[0].item()
         if not (np.isfinite(total_loss) and torch.isfinite(grad_norm)):
@@ -282,11 +353,12 @@ def checkpoints(checkpoint_dir: str | os.PathLike, print_: str) -> list[Path]:
     return sorted(Path(checkpoint_dir).glob(f"step_*-{print_}.pt"))
 
 
-def save_state(path: Path, model, optimizer, step: int, history: list[dict], print_: str) -> None:
-    from peft import get_peft_model_state_dict
-
-    state = {"step": step, "fingerprint": print_, "history": history,
-             "adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict()}
+def save_state(path: Path, adapter: dict, optimizer: dict, engine: str, step: int, history: list[dict],
+               print_: str) -> None:
+    """`adapter` and `optimizer` as `_Procs.adapter_state` / `optimizer_state` give them; `engine`
+    says what the optimizer state is ("torch": torch's, "fsdp": a list of each process's shard)."""
+    state = {"step": step, "fingerprint": print_, "history": history, "adapter": adapter,
+             "optimizer": optimizer, "engine": engine}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:  # a crash while writing leaves the previous checkpoint intact
         torch.save(state, tmp)
@@ -301,9 +373,11 @@ def load_state(checkpoint_dir: str | os.PathLike, print_: str) -> dict | None:
 def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, seed: int,
                kim_clips: list | None = None, checkpoint_dir: str | Path | None = None,
                fingerprint_: str = "run", on_step: Callable[[int, dict], None] | None = None,
-               reward_funcs: dict = REWARD_FUNCS, accelerator=None) -> list[dict]:
+               reward_funcs: dict = REWARD_FUNCS, accelerator=None, out: str | Path | None = None) -> list[dict]:
     """`cfg.steps` GRPO steps; the step's questions are drawn from
-    `np.random.default_rng([seed, step])` and split over processes in contiguous blocks.
+    `np.random.default_rng([seed, step])` and split over processes in contiguous blocks. With
+    `out`, the trained adapter is written there at the end (peft's format); it is written here,
+    where the wrapped model is, because under FSDP every process takes part in gathering it.
 
     With `checkpoint_dir`, the state is saved every `cfg.checkpoint_every` steps and at the end,
     and a run finds the newest checkpoint with its fingerprint and resumes from it (replaying
@@ -311,7 +385,7 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
     """
     from peft import set_peft_model_state_dict
 
-    procs = _Procs(accelerator)
+    procs = _Procs(accelerator)  # refuses DeepSpeed before any work
     if cfg.prompts_per_step % procs.n:
         raise ValueError(f"rft.prompts_per_step={cfg.prompts_per_step} must be a multiple of the "
                          f"{procs.n} processes")
@@ -320,15 +394,20 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     history: list[dict] = []
     state = load_state(checkpoint_dir, fingerprint_) if checkpoint_dir is not None else None
-    if state is not None:
+    if state is not None:  # the weights before wrapping: every process holds the whole model
         set_peft_model_state_dict(model, state["adapter"])
-        optimizer.load_state_dict(state["optimizer"])
+    if procs.fsdp:  # LoRA weights (fp32, trainable) in units of their own, then the layers (peft's docs)
+        from peft.utils.other import fsdp_auto_wrap_policy
+
+        accelerator.state.fsdp_plugin.auto_wrap_policy = fsdp_auto_wrap_policy(procs.unwrap(model))
+    if accelerator is not None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None:  # under FSDP the optimizer state is sharded like the wrapped model
+        procs.load_optimizer_state(optimizer, state)
         history = state["history"][:cfg.steps]
         for step, metrics in enumerate(history):
             if on_step is not None:
                 on_step(step, metrics)
-    if accelerator is not None:
-        model, optimizer = accelerator.prepare(model, optimizer)
     per_process = cfg.prompts_per_step // procs.n
     for step in range(len(history), cfg.steps):
         rng = np.random.default_rng([seed, step])
@@ -350,13 +429,22 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
             on_step(step, metrics)
         done = step + 1
         if checkpoint_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            adapter, optim = procs.adapter_state(model), procs.optimizer_state(optimizer)  # collective
             if procs.rank == 0:
-                save_state(Path(checkpoint_dir) / f"step_{done:05d}-{fingerprint_}.pt",
-                           procs.unwrap(model), optimizer, done, history, fingerprint_)
+                save_state(Path(checkpoint_dir) / f"step_{done:05d}-{fingerprint_}.pt", adapter, optim,
+                           "fsdp" if procs.fsdp else "torch", done, history, fingerprint_)
                 for old in checkpoints(checkpoint_dir, fingerprint_)[:-max(1, cfg.keep_checkpoints)]:
                     old.unlink()
             if accelerator is not None:
                 accelerator.wait_for_everyone()
+    if out is not None:
+        from vrlib.model import save_checkpoint
+
+        adapter = procs.adapter_state(model) if procs.fsdp else None  # collective under FSDP
+        if procs.rank == 0:
+            save_checkpoint(procs.unwrap(model), None, out, adapter=adapter)
+        if accelerator is not None:
+            accelerator.wait_for_everyone()
     return history
 
 
@@ -393,8 +481,7 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
     from vrlib.data import load_split
     from vrlib.logs import dvclive_logger
     from vrlib.config import BaseParams
-    from vrlib.model import (STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor,
-                             save_checkpoint)
+    from vrlib.model import STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     processor = load_processor(base)
@@ -415,9 +502,8 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
             on_step = dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None)))
         history = train_grpo(model, processor, samples, clips, cfg, seed=seed, kim_clips=kim_clips,
                              checkpoint_dir=checkpoint_dir, fingerprint_=fingerprint(cfg, seed, inputs),
-                             on_step=on_step, accelerator=accelerator)
+                             on_step=on_step, accelerator=accelerator, out=out)
     if main:
-        save_checkpoint(accelerator.unwrap_model(model), None, out)
         (Path(out) / STACK).write_text(json.dumps({"below": below}))
         (Path(out) / "history.json").write_text(json.dumps(history))
     accelerator.wait_for_everyone()
