@@ -34,7 +34,6 @@ FAILURES = ("ok", "truncated", "no answer tag", "wrong format", "time outside th
 """The taxonomy, checked in this order: each trace gets the first that applies."""
 
 _SPANS = {"temporal grounding", "grounded QA"}
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _READ = {"multiple choice": rewards.parse_letter, "grounded QA": rewards.parse_letter,
          "numerical": rewards.parse_number, "regression": rewards.parse_number,
@@ -58,10 +57,9 @@ def reasoning_answer(completion: str, sample) -> object | None:
     None when the reasoning names none, or for types without one (OCR, free-form, tracking).
     A heuristic for the taxonomy, not a metric: e.g. "The white square is first." -> the letter
     of the option "white square"."""
-    thoughts = _THINK.findall(completion)
-    if not thoughts or sample is None or sample.problem_type not in _READ:
+    think = rewards.last_tagged(completion, "think")
+    if think is None or sample is None or sample.problem_type not in _READ:
         return None
-    think = thoughts[-1]
     kind = sample.problem_type
     if kind in ("multiple choice", "grounded QA"):
         named = []  # (position, letter) of every option the reasoning names

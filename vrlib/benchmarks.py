@@ -98,8 +98,8 @@ def run(fmt: str, path: str, media_root: str, *, model_dir: str, adapters: list[
     """Import the benchmark file, decode (resuming a crashed run), score, and write
     `<out_dir>/<name>.jsonl` (every trace) and `<out_dir>/<name>.json` (the summary)."""
     from vrlib import importers, tcr as tcr_
-    from vrlib.data import atomic_write_json, digest, load_media
-    from vrlib.evaluate import decode, score_traces, settings, write_traces
+    from vrlib.data import atomic_write_json, load_media
+    from vrlib.evaluate import decode, resume_key, score_traces, settings, write_traces
     from vrlib.model import load_policy, load_processor
 
     if fmt not in importers.FORMATS:
@@ -112,8 +112,7 @@ def run(fmt: str, path: str, media_root: str, *, model_dir: str, adapters: list[
     if tcr:
         setup |= {"tcr_low": cfg.tcr_low, "tcr_high": cfg.tcr_high, "tcr_pad": cfg.tcr_pad}
     out = Path(out_dir)
-    weights = [Path(model_dir) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in adapters]]
-    key = digest(setup, [path, *weights])
+    key = resume_key(setup, path, model_dir, adapters)
     model, processor = load_policy(model_dir, adapters), load_processor(model_dir)
     partial = out / f".{name}.partial"
     if tcr:

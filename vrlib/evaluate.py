@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vrlib import rewards
-from vrlib.data import atomic_write_lines, family
+from vrlib.data import atomic_write_lines, digest, family
 from vrlib.rollout import generate
 
 
@@ -52,6 +52,15 @@ def settings(dcfg, cfg) -> dict:
 
 
 # ----------------------------------------------------------------------------- decoding
+def resume_key(setup: dict, items: str | os.PathLike, model_dir: str | os.PathLike, adapters: list) -> str:
+    """What a half-done decode must match to be resumed (`decode`'s `key`): the settings, the
+    bytes of the items file, the model's config and each adapter's weights."""
+    from vrlib.model import check_model_dir
+
+    weights = [check_model_dir(model_dir) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in adapters]]
+    return digest(setup, [items, *weights])
+
+
 def _done(partial: Path | None, key: str) -> dict[str, tuple[str, bool]]:
     """Items a crashed run already decoded: problem_id -> (completion, truncated), when the
     partial file was written for the same model, items and settings (`key`)."""

@@ -5,14 +5,9 @@ The filters and the text are plain functions (tested without a notebook); `explo
 them to ipywidgets, which it imports itself so that this module loads without them."""
 from __future__ import annotations
 
-import re
-
 from vrlib import rewards
 from vrlib.analysis import failure, show_frames
 from vrlib.evaluate import scored_text
-
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_GLUE = re.compile(r"<glue>(.*?)</glue>", re.DOTALL)
 
 REWARDS = {"format": rewards.format_reward,
            "accuracy": lambda completion, sample: rewards.accuracy_reward(scored_text(completion), sample),
@@ -39,18 +34,13 @@ def select(traces: list[dict], *, task: str | None = None, model: str | None = N
             and min_len <= length(t) and (max_len is None or length(t) <= max_len)]
 
 
-def _last(pattern: re.Pattern, text: str) -> str | None:
-    found = pattern.findall(text)
-    return found[-1].strip() if found else None
-
-
 def parts(trace: dict) -> dict[str, str | None]:
     """The completion cut as the rewards read it: the last closed <think>, <answer> (as
     rewards.extract_answer) and <glue>, each None when missing, and the raw text. A truncated
     completion has no closed tag, so only `raw` shows what it wrote."""
     text = trace["completion"]
-    return {"reasoning": _last(_THINK, text), "answer": rewards.extract_answer(text),
-            "glue": _last(_GLUE, text), "raw": text}
+    return {"reasoning": rewards.last_tagged(text, "think"), "answer": rewards.extract_answer(text),
+            "glue": rewards.last_tagged(text, "glue"), "raw": text}
 
 
 def reward_rows(trace: dict, sample) -> list[dict]:

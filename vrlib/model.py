@@ -213,7 +213,9 @@ def load_model(model_dir: str | Path, *, load_in_4bit: bool = False,
         quant = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=quant_storage,  # None: uint8
-            llm_int8_skip_modules=["visual", "lm_head"])
+            # transformers 5 matches these from the start of a module's name (or as a suffix):
+            # "visual" alone would quantize the vision tower
+            llm_int8_skip_modules=["model.visual", "lm_head"])
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     # ZeRO-3 refuses a device_map; bitsandbytes then quantizes onto the current (local) GPU
     on_device = load_in_4bit and not is_deepspeed_zero3_enabled()
@@ -222,6 +224,16 @@ def load_model(model_dir: str | Path, *, load_in_4bit: bool = False,
         device_map={"": device} if on_device else None, **extra)
     if not load_in_4bit:
         model.to(device)
+    else:
+        import bitsandbytes as bnb
+
+        # bitsandbytes 0.50 repacks a 4-bit weight for its AVX512-BF16 CPU kernel at the first
+        # no-grad forward in eval mode; the repacked layer then fails in a training forward
+        # ("a view of a leaf Variable ... in-place") and for widths not a multiple of 64. A
+        # policy does both (rollouts, then the update): keep the format that trains.
+        for module in model.modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                module.support_avx512bf16_for_cpu = False
     return model
 
 

@@ -138,7 +138,7 @@ def rouge_f(reference: str, prediction: str) -> float:
 
 
 # ----------------------------------------------------------------------------- parsers
-def _last_tagged(text: str, tag: str) -> str | None:
+def last_tagged(text: str, tag: str) -> str | None:
     """Content of the last closed <tag>...</tag>, stripped.
 
     The last opening tag before the last closing tag, up to its first closing tag: the same
@@ -156,7 +156,7 @@ def _last_tagged(text: str, tag: str) -> str | None:
 
 def extract_answer(text: str) -> str | None:
     """The stripped content of the last `<answer>...</answer>`, or None."""
-    return _last_tagged(text, "answer")
+    return last_tagged(text, "answer")
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
@@ -228,7 +228,7 @@ def parse_glue(text: str) -> list[tuple[float, float]] | None:
 
     As VideoChat-R1: non-negative numbers, every s <= e, and `[]` is a valid empty list.
     """
-    content = _last_tagged(text, "glue")
+    content = last_tagged(text, "glue")
     if content is None or not _GLUE.fullmatch(content):
         return None
     try:

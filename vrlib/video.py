@@ -144,21 +144,30 @@ def sample_frames(
             f"cannot decode video {path}: {total} frames at {native_fps} fps, "
             f"need at least {FRAME_FACTOR} frames and a positive fps"
         )
-    duration = total / native_fps
     first, last = 0, total - 1
     if start > 0 or end is not None:  # a segment: whole frames inside it, at least FRAME_FACTOR
         first = min(max(0, math.ceil(start * native_fps)), total - FRAME_FACTOR)
         stop = total - 1 if end is None else math.floor(end * native_fps)
         last = min(max(stop, first + FRAME_FACTOR - 1), total - 1)
-        duration = (last - first + 1) / native_fps
+
+    def read(indices: np.ndarray) -> np.ndarray:
+        try:
+            return reader.get_batch(indices.tolist()).asnumpy()  # (n, H, W, 3) uint8
+        except (RuntimeError, decord.DECORDError) as err:
+            raise VideoDecodeError(f"cannot decode video {path}: {_reason(path, err)}") from err
+
+    return _spread(read, first, last, native_fps, path, fps=fps, min_frames=min_frames, max_frames=max_frames)
+
+
+def _spread(read, first: int, last: int, native_fps: float, path: Path, *, fps: float, min_frames: int,
+            max_frames: int) -> Clip:
+    """The frames spread evenly over source frames first..last (inclusive), read by
+    `read(indices)`, timed by the source's native_fps."""
+    duration = (last - first + 1) / native_fps
     n = num_frames(duration, last - first + 1, fps=fps, min_frames=min_frames, max_frames=max_frames)
     indices = np.linspace(first, last, n).round().astype(int)  # (n,)
-    try:
-        frames = reader.get_batch(indices.tolist()).asnumpy()  # (n, H, W, 3) uint8
-    except (RuntimeError, decord.DECORDError) as err:
-        raise VideoDecodeError(f"cannot decode video {path}: {_reason(path, err)}") from err
     return Clip(
-        frames=frames,
+        frames=read(indices),
         fps=n / duration,  # as qwen-vl-utils reports sample_fps
         indices=indices,
         timestamps=indices / native_fps,
@@ -180,12 +189,8 @@ def sample_frame_folder(path: str | os.PathLike, *, fps: float = 2.0, min_frames
     files = sorted(p for p in path.iterdir() if p.suffix == ".jpg") if path.is_dir() else []
     if len(files) < FRAME_FACTOR:
         raise FileNotFoundError(2, f"need at least {FRAME_FACTOR} .jpg frames in folder", str(path))
-    duration = len(files) / FOLDER_FPS
-    n = num_frames(duration, len(files), fps=fps, min_frames=min_frames, max_frames=max_frames)
-    indices = np.linspace(0, len(files) - 1, n).round().astype(int)  # (n,)
-    frames = np.stack([read_image(files[i]).frames[0] for i in indices])  # (n, H, W, 3)
-    return Clip(frames=frames, fps=n / duration, indices=indices, timestamps=indices / FOLDER_FPS,
-                duration=duration, native_fps=FOLDER_FPS, path=str(path))
+    return _spread(lambda indices: np.stack([read_image(files[i]).frames[0] for i in indices]),  # (n, H, W, 3)
+                   0, len(files) - 1, FOLDER_FPS, path, fps=fps, min_frames=min_frames, max_frames=max_frames)
 
 
 def shuffle_frames(clip: Clip, generator_or_seed: np.random.Generator | int) -> Clip:
