@@ -74,12 +74,16 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
         with av.open(tmp, "w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=int(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            # crf 18: near-lossless, colours must survive for the tiny model. One thread: x264's
-            # bitstream depends on its thread count, so this keeps bytes equal across machines
-            # (and is faster for 112x112 frames).
-            stream.options = {"crf": "18", "threads": "1"}
+            # Lossless (qp 0) H.264, one thread. x264 at crf 18 (its earlier setting) did not
+            # give the same stream for the same frames within one process on an AVX512 CPU: a
+            # few of 16 encodes differed by up to 5 levels after decoding, which changed the
+            # whole study downstream. Lossless, any stream x264 picks decodes to the same
+            # yuv420p frames, and the colours survive exactly (the files are no larger here:
+            # flat synthetic scenes). The conversion to yuv420p is explicit, on one thread.
+            stream.options = {"qp": "0", "threads": "1"}
             for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p", threads=1)
+                container.mux(stream.encode(yuv))
             container.mux(stream.encode())  # flush the encoder
 
 
