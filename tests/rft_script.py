@@ -1,10 +1,13 @@
 """Run a few GRPO steps on the tiny model and save the adapter: `python tests/rft_script.py
-MODEL SPLIT OUT [fsdp]` in one process, or under `accelerate launch` in several (tests/test_rft.py).
+MODEL SPLIT OUT [ddp|fsdp|zero2|zero3]` in one process, or under `accelerate launch` in several
+(tests/test_rft.py).
 
 `fsdp`: the model is sharded by accelerate's FSDP (version 1) wrapping. accelerate turns FSDP on
 for GPUs only, so on CPU this sets the two fields of its state that `accelerate launch
 --use_fsdp` would set (distributed type, plugin); everything after that (the wrapping in
-`prepare`, gloo collectives, `get_state_dict`, FSDP's clipping) is accelerate's and torch's own."""
+`prepare`, gloo collectives, `get_state_dict`, FSDP's clipping) is accelerate's and torch's own.
+`zero2`, `zero3`: launched with a DeepSpeed config; `vrlib.rft.make_accelerator` runs it on
+DeepSpeed's CPU accelerator over gloo, as the rft stage does on a machine without a GPU."""
 from __future__ import annotations
 
 import sys
@@ -20,7 +23,7 @@ from safetensors.torch import load_file
 from vrlib.config import DataParams, RFTParams
 from vrlib.data import load_split
 from vrlib.model import add_lora, load_model, load_processor
-from vrlib.rft import REWARD_FUNCS, load_kim_clips, train_grpo
+from vrlib.rft import REWARD_FUNCS, load_kim_clips, make_accelerator, train_grpo
 
 # Rollouts of a random-weight model all score 0 on the real rewards (zero advantages); a reward
 # that varies with the text gives a signal, and depends on nothing but the text.
@@ -35,6 +38,8 @@ CONFIGS = {
 
 
 def accelerator_for(mode: str) -> Accelerator:
+    if mode.startswith("zero"):  # `accelerate launch --use_deepspeed`: DeepSpeed's CPU accelerator, gloo
+        return make_accelerator()
     accelerator = Accelerator(cpu=True)
     if mode == "fsdp":
         for state in (PartialState(), accelerator.state):  # AcceleratorState() re-reads PartialState's
@@ -65,7 +70,7 @@ def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
         # the adapter as written (gathered from the shards under FSDP)
         result[name] = {"adapter": load_file(saved / "adapter_model.safetensors"),
                         "history": history, "processes": accelerator.num_processes}
-        if mode != "fsdp":  # without sharding, the live weights must equal those written
+        if mode not in ("fsdp", "zero3"):  # without sharding, the live weights must equal those written
             live = get_peft_model_state_dict(accelerator.unwrap_model(model))
             assert all(torch.equal(live[k], v) for k, v in result[name]["adapter"].items())
     if accelerator.is_main_process:

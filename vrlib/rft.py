@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -137,10 +138,11 @@ def _nanmean(x: torch.Tensor) -> float:
 
 
 class _Procs:
-    """The few collective operations the step needs: one process, or an Accelerator running DDP
-    or FSDP (version 1). DeepSpeed is refused: its engine steps the optimizer inside
-    `accelerator.backward` and clips on its own, which this loop's per-question micro-batches,
-    whole-batch normaliser and finite check before the update do not fit (README "Real models")."""
+    """The few collective operations the step needs: one process, or an Accelerator running DDP,
+    FSDP (version 1) or DeepSpeed ZeRO (stages 1-3). Under DeepSpeed the loop owns the update:
+    accelerate's `backward` would step the engine after every micro-batch, while a GRPO step here
+    is one micro-batch per question, one update, and a finite check before it, so `backward` and
+    `step` go to the engine directly, with DeepSpeed's `managed_gradient_accumulation: false`."""
 
     def __init__(self, accelerator=None):
         self.acc = accelerator
@@ -149,22 +151,42 @@ class _Procs:
         from accelerate.utils import DistributedType
 
         kind = None if accelerator is None else accelerator.distributed_type
-        if kind == DistributedType.DEEPSPEED:
-            raise NotImplementedError(
-                "vrlib.rft does not run under DeepSpeed: its engine steps the optimizer inside every "
-                "accelerator.backward and clips with its own config, while a GRPO step here is several "
-                "micro-batches, one update and a finite check before it. Shard with "
-                "vrlib/launch/fsdp.yaml, or replicate with vrlib/launch/ddp.yaml.")
         self.fsdp = kind == DistributedType.FSDP
+        self.deepspeed = kind == DistributedType.DEEPSPEED
+        self.zero3 = self.deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3
+        self.engine = "fsdp" if self.fsdp else "deepspeed" if self.deepspeed else "torch"
+        """What an optimizer state in a checkpoint is: torch's, or a list of each process's shard."""
+
+    def configure(self, model, cfg: RFTParams) -> None:
+        """Before `accelerator.prepare`. FSDP: LoRA weights (fp32, trainable) in units of their
+        own, then the layers (peft's docs). DeepSpeed: the loop marks the accumulation boundary
+        (each backward only accumulates; `step` reduces, clips at rft.grad_clip, skips a
+        non-finite norm, updates); the batch sizes are nominal, there is no data loader."""
+        if self.fsdp:
+            from peft.utils.other import fsdp_auto_wrap_policy
+
+            self.acc.state.fsdp_plugin.auto_wrap_policy = fsdp_auto_wrap_policy(self.unwrap(model))
+        if self.deepspeed:
+            ds = self.acc.state.deepspeed_plugin.deepspeed_config
+            ds.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, train_batch_size=self.n,
+                      gradient_clipping=cfg.grad_clip, managed_gradient_accumulation=False)
+            if ds.get("bf16", {}).get("enabled") in (True, "auto"):
+                ds["bf16"]["check_grad_overflow"] = True  # a NaN gradient skips the update
+            if self.zero3:  # the adapter is gathered whole for checkpoints (accelerator.get_state_dict)
+                ds.setdefault("zero_optimization", {})["stage3_gather_16bit_weights_on_model_save"] = True
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:  # concatenated in process order
         return x if self.n == 1 else self.acc.gather(x.to(self.acc.device)).cpu()
 
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward() if self.acc is None else self.acc.backward(loss)
+    def backward(self, model, loss: torch.Tensor) -> None:
+        if self.deepspeed:  # accumulate only; the loss already carries the batch's normaliser
+            model.backward(loss, scale_wrt_gas=False)
+        else:
+            loss.backward() if self.acc is None else self.acc.backward(loss)
 
     def no_sync(self, model, last: bool):
-        return contextlib.nullcontext() if self.n == 1 or last else self.acc.no_sync(model)
+        quiet = self.n == 1 or last or self.deepspeed  # DeepSpeed: the boundary is `step`
+        return contextlib.nullcontext() if quiet else self.acc.no_sync(model)
 
     def unwrap(self, model):
         return model if self.acc is None else self.acc.unwrap_model(model)
@@ -173,58 +195,100 @@ class _Procs:
         """Around a forward of the unwrapped model (generation, the no-grad forwards). Under FSDP
         the root unit's weights (embeddings, final norm, lm_head, vision merger) are sharded
         outside the wrapper's forward: gather them (TRL does the same); the layers' own units
-        gather theirs in their forward."""
-        if not self.fsdp:
-            return contextlib.nullcontext()
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        gather theirs in their forward. Under ZeRO-3 every weight is gathered for the rollouts
+        at once, as TRL does (layer by layer generation would gather each layer per token)."""
+        if self.fsdp:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-        return FSDP.summon_full_params(model, recurse=False, writeback=False)
+            return FSDP.summon_full_params(model, recurse=False, writeback=False)
+        if self.zero3:
+            import deepspeed
 
-    def clip_grad_norm(self, model, params: list, max_norm: float) -> torch.Tensor:
-        """Clip to max_norm, return the norm before clipping; under FSDP the gradients are
-        sharded and FSDP's own method reduces the norm over processes (accelerate's
-        clip_grad_norm_ finds the model by comparing parameter lists, which fails once a
-        process has prepared two models)."""
-        return model.clip_grad_norm_(max_norm) if self.fsdp else torch.nn.utils.clip_grad_norm_(params, max_norm)
+            return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+        return contextlib.nullcontext()
+
+    def update(self, model, optimizer, params: list, max_norm: float, total_loss: float) -> torch.Tensor:
+        """Clip to max_norm and step; the gradient norm before clipping. A non-finite loss or
+        norm raises FloatingPointError with nothing applied. FSDP's gradients are sharded, and its
+        own clip reduces the norm over processes (accelerate's clip_grad_norm_ finds the model by
+        comparing parameter lists, which fails once a process has prepared two models); DeepSpeed
+        clips and checks inside its step, and skips an update whose norm is not finite."""
+        if self.deepspeed:
+            norm = float("nan")
+            if np.isfinite(total_loss):
+                model.step()
+                norm = model.get_global_grad_norm() if model.was_step_applied() else float("nan")
+            grad_norm = torch.as_tensor(float(norm))
+        else:
+            grad_norm = model.clip_grad_norm_(max_norm) if self.fsdp else \
+                torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if not (np.isfinite(total_loss) and torch.isfinite(grad_norm)):
+            optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"GRPO loss {total_loss} / gradient norm {grad_norm.item()} "
+                                     "is not finite; the update was not applied")
+        if not self.deepspeed:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    @property
+    def gathers_adapter(self) -> bool:
+        """Whether the adapter is sharded, so that every process must take part in reading it."""
+        return self.fsdp or self.zero3
 
     def adapter_state(self, model) -> dict:
-        """The trained adapter's weights, whole (on every process without FSDP, on process 0
-        under FSDP, where every process must call this: the shards are gathered)."""
+        """The trained adapter's weights, whole (on every process when they are replicated; on
+        process 0 under FSDP and ZeRO-3, where every process must call this: the shards are
+        gathered)."""
         from peft import get_peft_model_state_dict
 
-        if not self.fsdp:
+        if not self.gathers_adapter:
             return get_peft_model_state_dict(self.unwrap(model))
-        full = self.acc.get_state_dict(model)  # gathered, with FSDP's wrapper names removed
+        full = self.acc.get_state_dict(model)  # gathered, with the wrappers' names removed
         if self.rank != 0:
             return {}
         # peft's get_peft_model_state_dict(state_dict=full) finds the LoRA weights by module name,
         # and inside FSDP's nested units those names carry `_fsdp_wrapped_module.`, so it selects
         # nothing: select the trained weights here, named as peft names them (adapter name removed)
-        trained = {n.replace("_fsdp_wrapped_module.", "") for n, p in model.named_parameters() if p.requires_grad}
+        trained = {n.replace("_fsdp_wrapped_module.", "") for n, p in self.unwrap(model).named_parameters()
+                   if p.requires_grad}
         return {k.replace(f".{TRAINED}.", "."): v for k, v in full.items() if k in trained}
 
     def optimizer_state(self, optimizer) -> dict | list[dict]:
-        """The optimizer's state (every process must call this under FSDP, where it is the list
-        of each process's own shard; process 0 gets the list). FSDP.optim_state_dict, which
-        would gather it whole, wrote exp_avg_sq in place of exp_avg for the LoRA B weights here
-        (torch 2.15, use_orig_params), so the shards are kept as they are."""
-        if not self.fsdp:
+        """The optimizer's state. Under FSDP and DeepSpeed every process must call this: it is the
+        list of each process's own shard, which process 0 gets. FSDP.optim_state_dict, which would
+        gather it whole, wrote exp_avg_sq in place of exp_avg for the LoRA B weights here (torch
+        2.15, use_orig_params), so the shards are kept as they are; ZeRO's state is per process."""
+        if self.engine == "torch":
             return optimizer.state_dict()
         from accelerate.utils import gather_object
 
-        own = optimizer.state_dict()  # on the CPU: the objects are pickled to process 0
-        own["state"] = {i: {k: v.cpu() if torch.is_tensor(v) else v for k, v in st.items()}
-                        for i, st in own["state"].items()}
+        own = _to_cpu(optimizer.state_dict())  # pickled to process 0
         return gather_object([own])
 
     def load_optimizer_state(self, optimizer, state: dict) -> None:
         engine = state.get("engine", "torch")  # checkpoints before FSDP have none
-        shards = state["optimizer"] if engine == "fsdp" else None
-        if engine != ("fsdp" if self.fsdp else "torch") or (shards is not None and len(shards) != self.n):
+        shards = state["optimizer"] if engine != "torch" else None
+        if engine != self.engine or (shards is not None and len(shards) != self.n):
             raise ValueError(
-                f"the checkpoint's optimizer state was written {'by %d FSDP processes' % len(shards) if shards else 'without FSDP'}"
-                f"; resume it the same way (rft.accelerate_config, rft.num_processes) or move it away")
-        optimizer.load_state_dict(state["optimizer"] if shards is None else shards[self.rank])
+                f"the checkpoint's optimizer state was written by {len(shards) if shards else 1} "
+                f"{engine} process(es); resume it the same way (rft.accelerate_config, "
+                "rft.num_processes) or move it away")
+        if self.deepspeed:  # ZeRO reads its own shard; fp32 master weights from it, not from the bf16 model
+            optimizer.optimizer.load_state_dict(shards, load_from_fp32_weights=True)
+        else:
+            optimizer.load_state_dict(state["optimizer"] if shards is None else shards[self.rank])
+
+
+def _to_cpu(obj):
+    """A state dict's tensors on the CPU, its nesting kept."""
+    if torch.is_tensor(obj):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return type(obj)((k, _to_cpu(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTParams, *,
@@ -281,20 +345,13 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
                     beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
                     loss_type=cfg.loss_type, max_completion_length=cfg.max_completion_length,
                     normalizer=norm)
-                procs.backward(loss)
+                procs.backward(model, loss)
             loss_sum += loss.item()
             w = mask.sum().item()
             sums += torch.tensor([st["policy/kl"] * w, st["policy/clip_frac"] * w, st["policy/ratio_mean"] * w, w])
         # every process decides alike: gradients are synced, the loss is gathered
-        grad_norm = procs.clip_grad_norm(model, params, cfg.grad_clip)
         totals = procs.gather(torch.tensor([[loss_sum, *sums.tolist()]])).sum(0)  # (5,)
-        total_loss = totals[0].item()
-        if not (np.isfinite(total_loss) and torch.isfinite(grad_norm)):
-            optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(f"GRPO loss {total_loss} / gradient norm {grad_norm.item()} "
-                                     "is not finite; the update was not applied")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = procs.update(model, optimizer, params, cfg.grad_clip, totals[0].item())
     model.eval()
 
     accuracy = parts.get("accuracy", torch.zeros_like(reward))
@@ -356,7 +413,8 @@ def checkpoints(checkpoint_dir: str | os.PathLike, print_: str) -> list[Path]:
 def save_state(path: Path, adapter: dict, optimizer: dict, engine: str, step: int, history: list[dict],
                print_: str) -> None:
     """`adapter` and `optimizer` as `_Procs.adapter_state` / `optimizer_state` give them; `engine`
-    says what the optimizer state is ("torch": torch's, "fsdp": a list of each process's shard)."""
+    says what the optimizer state is ("torch": torch's; "fsdp", "deepspeed": a list of each
+    process's shard)."""
     state = {"step": step, "fingerprint": print_, "history": history, "adapter": adapter,
              "optimizer": optimizer, "engine": engine}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -366,8 +424,30 @@ def save_state(path: Path, adapter: dict, optimizer: dict, engine: str, step: in
 
 def load_state(checkpoint_dir: str | os.PathLike, print_: str) -> dict | None:
     """The newest checkpoint written for these params and inputs, or None."""
+    import pickle
+
     found = checkpoints(checkpoint_dir, print_)
-    return torch.load(found[-1], map_location="cpu", weights_only=True) if found else None
+    if not found:
+        return None
+    try:
+        with torch.serialization.safe_globals(_zero_state_classes()):
+            return torch.load(found[-1], map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # DeepSpeed's classes are allowed only in a DeepSpeed run
+        raise ValueError(f"{found[-1]} cannot be read here ({err.__class__.__name__}); a checkpoint "
+                         "written under DeepSpeed resumes only under DeepSpeed (rft.accelerate_config) "
+                         "with as many processes: run it so, or move it away") from err
+
+
+def _zero_state_classes() -> list:
+    """What a ZeRO optimizer's state pickles besides tensors (DeepSpeed loads its own checkpoints
+    with weights_only=False). A run under DeepSpeed has imported it; any other needs none."""
+    if "deepspeed" not in sys.modules:
+        return []
+    from deepspeed.runtime.fp16.loss_scaler import LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, ZeroStageEnum, fragment_address]
 
 
 def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, seed: int,
@@ -385,7 +465,7 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
     """
     from peft import set_peft_model_state_dict
 
-    procs = _Procs(accelerator)  # refuses DeepSpeed before any work
+    procs = _Procs(accelerator)
     if cfg.prompts_per_step % procs.n:
         raise ValueError(f"rft.prompts_per_step={cfg.prompts_per_step} must be a multiple of the "
                          f"{procs.n} processes")
@@ -396,11 +476,8 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
     state = load_state(checkpoint_dir, fingerprint_) if checkpoint_dir is not None else None
     if state is not None:  # the weights before wrapping: every process holds the whole model
         set_peft_model_state_dict(model, state["adapter"])
-    if procs.fsdp:  # LoRA weights (fp32, trainable) in units of their own, then the layers (peft's docs)
-        from peft.utils.other import fsdp_auto_wrap_policy
-
-        accelerator.state.fsdp_plugin.auto_wrap_policy = fsdp_auto_wrap_policy(procs.unwrap(model))
     if accelerator is not None:
+        procs.configure(model, cfg)
         model, optimizer = accelerator.prepare(model, optimizer)
     if state is not None:  # under FSDP the optimizer state is sharded like the wrapped model
         procs.load_optimizer_state(optimizer, state)
@@ -432,7 +509,7 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
             adapter, optim = procs.adapter_state(model), procs.optimizer_state(optimizer)  # collective
             if procs.rank == 0:
                 save_state(Path(checkpoint_dir) / f"step_{done:05d}-{fingerprint_}.pt", adapter, optim,
-                           "fsdp" if procs.fsdp else "torch", done, history, fingerprint_)
+                           procs.engine, done, history, fingerprint_)
                 for old in checkpoints(checkpoint_dir, fingerprint_)[:-max(1, cfg.keep_checkpoints)]:
                     old.unlink()
             if accelerator is not None:
@@ -440,7 +517,7 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
     if out is not None:
         from vrlib.model import save_checkpoint
 
-        adapter = procs.adapter_state(model) if procs.fsdp else None  # collective under FSDP
+        adapter = procs.adapter_state(model) if procs.gathers_adapter else None  # a collective
         if procs.rank == 0:
             save_checkpoint(procs.unwrap(model), None, out, adapter=adapter)
         if accelerator is not None:
@@ -461,12 +538,26 @@ def load_kim_clips(samples: list, jsonl_path, dcfg) -> list[Clip | None]:
 def launch_command(cfg: RFTParams, params_path: str = "params.yaml") -> list[str]:
     """`accelerate launch` of this module with cfg.num_processes processes: cfg.accelerate_config
     when given, else DDP on the local devices (gloo on a machine without GPUs)."""
-    import sys
-
     how = ["--config_file", cfg.accelerate_config] if cfg.accelerate_config else \
         ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     return [sys.executable, "-m", "accelerate.commands.launch", *how,
             "--num_processes", str(cfg.num_processes), "-m", "vrlib.rft", "--params", params_path]
+
+
+def make_accelerator():
+    """The Accelerator of this process, as `accelerate launch` set it up: on GPUs, or on the CPU
+    (gloo). accelerate turns DeepSpeed on for accelerators only; without a GPU it is run on
+    DeepSpeed's CPU accelerator (`DS_ACCELERATOR=cpu`) over gloo, as the tests do, instead of
+    silently falling back to DDP."""
+    from accelerate import Accelerator, PartialState
+
+    if torch.cuda.is_available():
+        return Accelerator()
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        PartialState(backend="gloo")  # the shared state the Accelerator below takes up
+        return Accelerator()
+    return Accelerator(cpu=True)
 
 
 def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base", sft: str = "models/sft",
@@ -476,14 +567,12 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
     and the policy, train (resuming a matching checkpoint), write the adapter, the adapter
     stack it sits on (`stack.json`) and the step logs. `bcfg` (params' base section) says how
     the model is loaded: dtype, attention, 4-bit storage."""
-    from accelerate import Accelerator
-
     from vrlib.data import load_split
     from vrlib.logs import dvclive_logger
     from vrlib.config import BaseParams
     from vrlib.model import STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator()
     processor = load_processor(base)
     samples, clips = load_split(split, fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
     kim_clips = load_kim_clips(samples, split, dcfg) if cfg.relative else None
