@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from vrlib.config import DataParams, RFTParams
 from vrlib.data import load_split
 from vrlib.model import add_lora, load_model, load_processor
-from vrlib.rft import REWARD_FUNCS, load_kim_clips, make_accelerator, train_grpo
+from vrlib.rft import REWARD_FUNCS, load_kim_clips, load_state, make_accelerator, train_grpo
 
 # Rollouts of a random-weight model all score 0 on the real rewards (zero advantages); a reward
 # that varies with the text gives a signal, and depends on nothing but the text.
@@ -73,6 +73,22 @@ def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
         if mode not in ("fsdp", "zero3"):  # without sharding, the live weights must equal those written
             live = get_peft_model_state_dict(accelerator.unwrap_model(model))
             assert all(torch.equal(live[k], v) for k, v in result[name]["adapter"].items())
+    # A NaN reward from the second step on: every engine stops there, before that update
+    poisoned = []
+    rewards = {**REWARDS, "nan": lambda text, sample: float("nan") if poisoned else 0.0}
+    model = add_lora(load_model(model_dir), r=4, alpha=8, dropout=0.0, seed=0)
+    checkpoint_dir = Path(out).with_suffix(".nan")
+    try:
+        train_grpo(model, processor, samples, clips, replace(CONFIGS["grpo"], checkpoint_every=1), seed=0,
+                   kim_clips=kim, reward_funcs=rewards, accelerator=accelerator, checkpoint_dir=checkpoint_dir,
+                   on_step=lambda step, metrics: poisoned.append(step))
+        result["nan"] = {"error": ""}
+    except FloatingPointError as err:
+        state = load_state(checkpoint_dir, "run")  # the last good one: after step 0
+        result["nan"] = {"error": str(err), "step": state["step"], "adapter": state["adapter"]}
+        if mode not in ("fsdp", "zero3"):  # the live weights are still those of step 0
+            live = get_peft_model_state_dict(accelerator.unwrap_model(model))
+            assert all(torch.equal(live[k], v) for k, v in state["adapter"].items())
     if accelerator.is_main_process:
         torch.save(result, out)
     accelerator.wait_for_everyone()

@@ -185,9 +185,10 @@ def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, one_pr
     """tests/rft_script.py under `accelerate launch` with 2 CPU processes (gloo), replicated (DDP),
     sharded (FSDP version 1, DeepSpeed ZeRO-3) or with sharded optimizer state (ZeRO-2), vs 1
     process, same global batch: T-GRPO + relative + advantage bonuses, dapo with batch scaling and
-    2 iterations (the gathered normalisers), and a run resumed from a checkpoint (the optimizer
-    state, sharded under FSDP and ZeRO). The adapters compared are those written to disk
-    (gathered from the shards under FSDP and ZeRO-3)."""
+    2 iterations (the gathered normalisers), a run resumed from a checkpoint (the optimizer
+    state, sharded under FSDP and ZeRO), and a NaN loss that stops every process before the
+    update. The adapters compared are those written to disk (gathered from the shards under
+    FSDP and ZeRO-3)."""
     root, _, _ = world_split
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     launch = [sys.executable, "-m", "accelerate.commands.launch", *LAUNCH[engine], "--num_processes", "2"]
@@ -198,8 +199,13 @@ def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, one_pr
     # ~6e-5 on 1 or 2 weights of ~1,500 (measured); every other engine agrees to 1e-6.
     atol = 1e-4 if engine == "zero3" else 1e-6
     one, two = one_process, torch.load(tmp_path / "two.pt", weights_only=True)
-    assert set(one) == set(two) == {"grpo", "dapo_batch", "resumed"}
-    for name in one:
+    assert set(one) == set(two) == {"grpo", "dapo_batch", "resumed", "nan"}
+    for run in (one, two):  # a NaN loss at step 1 stops every process before that update
+        assert "GRPO loss nan" in run["nan"]["error"] and "step 1" in run["nan"]["error"], run["nan"]
+        assert run["nan"]["step"] == 1
+    for k, v in one["nan"]["adapter"].items():
+        assert torch.allclose(v, two["nan"]["adapter"][k], atol=atol), k
+    for name in ("grpo", "dapo_batch", "resumed"):
         assert (one[name]["processes"], two[name]["processes"]) == (1, 2)
         assert one[name]["adapter"].keys() == two[name]["adapter"].keys()
         for k, v in one[name]["adapter"].items():
