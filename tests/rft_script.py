@@ -51,6 +51,13 @@ def accelerator_for(mode: str) -> Accelerator:
     return accelerator
 
 
+def assert_live(accelerator, model, adapter: dict, mode: str) -> None:
+    """Without sharding, the live weights must equal `adapter` (those written)."""
+    if mode not in ("fsdp", "zero3"):
+        live = get_peft_model_state_dict(accelerator.unwrap_model(model))
+        assert all(torch.equal(live[k], v) for k, v in adapter.items())
+
+
 def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
     torch.set_num_threads(1)
     accelerator = accelerator_for(mode)
@@ -70,9 +77,7 @@ def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
         # the adapter as written (gathered from the shards under FSDP)
         result[name] = {"adapter": load_file(saved / "adapter_model.safetensors"),
                         "history": history, "processes": accelerator.num_processes}
-        if mode not in ("fsdp", "zero3"):  # without sharding, the live weights must equal those written
-            live = get_peft_model_state_dict(accelerator.unwrap_model(model))
-            assert all(torch.equal(live[k], v) for k, v in result[name]["adapter"].items())
+        assert_live(accelerator, model, result[name]["adapter"], mode)
     # A NaN reward from the second step on: every engine stops there, before that update
     poisoned = []
     rewards = {**REWARDS, "nan": lambda text, sample: float("nan") if poisoned else 0.0}
@@ -86,9 +91,7 @@ def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
     except FloatingPointError as err:
         state = load_state(checkpoint_dir, "run")  # the last good one: after step 0
         result["nan"] = {"error": str(err), "step": state["step"], "adapter": state["adapter"]}
-        if mode not in ("fsdp", "zero3"):  # the live weights are still those of step 0
-            live = get_peft_model_state_dict(accelerator.unwrap_model(model))
-            assert all(torch.equal(live[k], v) for k, v in state["adapter"].items())
+        assert_live(accelerator, model, state["adapter"], mode)  # still those of step 0
     if accelerator.is_main_process:
         torch.save(result, out)
     accelerator.wait_for_everyone()

@@ -171,9 +171,10 @@ def one_process(tiny_dir, world_split, tmp_path_factory):
 
 # How `accelerate launch` starts each engine with 2 CPU processes (gloo). DeepSpeed through the
 # shipped config files (on DeepSpeed's CPU accelerator, in fp32 to compare with one process).
+MULTI_CPU = ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 LAUNCH = {
-    "ddp": ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
-    "fsdp": ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"],
+    "ddp": MULTI_CPU,
+    "fsdp": MULTI_CPU,  # tests/rft_script.py switches accelerate's state to FSDP
     "zero2": ["--config_file", "vrlib/launch/zero2.yaml", "--mixed_precision", "no"],
     "zero3": ["--config_file", "vrlib/launch/zero3.yaml", "--mixed_precision", "no"],
 }

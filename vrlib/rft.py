@@ -261,9 +261,9 @@ class _Procs:
         2.15, use_orig_params), so the shards are kept as they are; ZeRO's state is per process."""
         if self.engine == "torch":
             return optimizer.state_dict()
-        from accelerate.utils import gather_object
+        from accelerate.utils import gather_object, send_to_device
 
-        own = _to_cpu(optimizer.state_dict())  # pickled to process 0
+        own = send_to_device(optimizer.state_dict(), "cpu")  # pickled to process 0
         return gather_object([own])
 
     def load_optimizer_state(self, optimizer, state: dict) -> None:
@@ -279,16 +279,6 @@ class _Procs:
         else:
             optimizer.load_state_dict(state["optimizer"] if shards is None else shards[self.rank])
 
-
-def _to_cpu(obj):
-    """A state dict's tensors on the CPU, its nesting kept."""
-    if torch.is_tensor(obj):
-        return obj.cpu()
-    if isinstance(obj, dict):
-        return type(obj)((k, _to_cpu(v)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
 
 
 def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTParams, *,
