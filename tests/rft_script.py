@@ -23,17 +23,23 @@ from safetensors.torch import load_file
 from vrlib.config import DataParams, RFTParams
 from vrlib.data import load_split
 from vrlib.model import add_lora, load_model, load_processor
-from vrlib.rft import REWARD_FUNCS, load_kim_clips, load_state, make_accelerator, train_grpo
+from vrlib.engine import load_state, make_accelerator
+from vrlib.rft import REWARD_FUNCS, load_kim_clips, train_grpo
 
 # Rollouts of a random-weight model all score 0 on the real rewards (zero advantages); a reward
 # that varies with the text gives a signal, and depends on nothing but the text.
 REWARDS = {**REWARD_FUNCS, "varied": lambda text, sample: float(len(text) % 3)}
+# ... on some problem types only, so that dynamic sampling drops the others' groups
+PICKY = {"varied": lambda text, s: float(len(text) % 3) if s.problem_type in ("multiple choice", "OCR") else 0.0}
 CONFIGS = {
     "grpo": RFTParams(steps=2, prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2,
                       temperature=1.0, algo="t_grpo", relative=True, bonus_mode="advantage"),
     "dapo_batch": RFTParams(steps=2, prompts_per_step=2, group_size=4, max_completion_length=8,
                             lr=1e-2, temperature=1.0, loss_type="dapo", scale_rewards="batch",
                             num_iterations=2),
+    # DAPO's dynamic sampling with GSPO's sequence ratio: the kept groups differ per process
+    "dynamic": RFTParams(steps=2, prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2,
+                         temperature=1.0, dynamic_sampling=True, max_draws=6, importance_sampling="sequence"),
 }
 
 
@@ -67,13 +73,14 @@ def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
     kim = load_kim_clips(samples, split, dcfg)
     result = {}
     # "resumed": grpo's two steps as one step, a checkpoint, then a second run from it
-    runs = [*CONFIGS.items(), ("resumed", replace(CONFIGS["grpo"], steps=1)), ("resumed", CONFIGS["grpo"])]
+    runs = [*CONFIGS.items(), ("resumed", replace(CONFIGS["grpo"], steps=1)), ("resumed", CONFIGS["grpo"]),
+            ("resumed_dynamic", replace(CONFIGS["dynamic"], steps=1)), ("resumed_dynamic", CONFIGS["dynamic"])]
     for name, cfg in runs:
         model = add_lora(load_model(model_dir), r=4, alpha=8, dropout=0.0, seed=0)
         saved = Path(out).with_suffix(f".{name}")
         history = train_grpo(model, processor, samples, clips, cfg, seed=0, kim_clips=kim,
-                             reward_funcs=REWARDS, accelerator=accelerator, out=saved,
-                             checkpoint_dir=Path(out).with_suffix(".checkpoints") if name == "resumed" else None)
+                             reward_funcs=PICKY if "dynamic" in name else REWARDS, accelerator=accelerator, out=saved,
+                             checkpoint_dir=Path(out).with_suffix(f".{name}_checkpoints") if name.startswith("resumed") else None)
         # the adapter as written (gathered from the shards under FSDP)
         result[name] = {"adapter": load_file(saved / "adapter_model.safetensors"),
                         "history": history, "processes": accelerator.num_processes}
@@ -89,7 +96,7 @@ def main(model_dir: str, split: str, out: str, mode: str = "ddp") -> None:
                    on_step=lambda step, metrics: poisoned.append(step))
         result["nan"] = {"error": ""}
     except FloatingPointError as err:
-        state = load_state(checkpoint_dir, "run")  # the last good one: after step 0
+        state = load_state(checkpoint_dir, "run", 2)  # the last good one: after step 0
         result["nan"] = {"error": str(err), "step": state["step"], "adapter": state["adapter"]}
         assert_live(accelerator, model, state["adapter"], mode)  # still those of step 0
     if accelerator.is_main_process:

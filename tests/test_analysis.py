@@ -52,6 +52,24 @@ def test_reasoning_answer_reads_the_last_option_number_or_span():
     assert reasoning_answer("no think at all", MC) is None
 
 
+@pytest.mark.parametrize("said,answer", [("1,200", "1200"), (".5", "0.5"), ("1e3", "1000"), ("1,200", "1,200.0")])
+def test_the_reasoning_reads_numbers_with_the_answer_grammar(said, answer):
+    """A reasoning that concludes the answer supports it, whatever the number's form: the old
+    grammar read "1,200" as 200, ".5" as 5 and "1e3" as 3."""
+    completion = f"<think>I count {said}.</think><answer>{answer}</answer>"
+    assert reasoning_answer(completion, COUNT) == float(answer.replace(",", ""))
+    assert failure(trace(completion), COUNT) == "wrong answer, valid format"
+
+
+def test_the_threshold_is_the_schema_one():
+    from vrlib.schema import CORRECT
+
+    half = [trace("", CORRECT, pid="a"), trace("", CORRECT - 0.01, pid="b")]
+    assert taxonomy(half)["ok"] == 1 and failure(half[0]) == "ok"
+    later = [trace("", CORRECT - 0.01, pid="a"), trace("", CORRECT, pid="b")]
+    assert flips(half, later) == {"fixed": ["b"], "broken": ["a"]}
+
+
 def test_taxonomy_counts_add_up_and_wrong_ones_are_the_wrong_items():
     samples = {"a": MC, "b": SPAN, "c": COUNT, "d": MC}
     traces = [trace("<think>x</think><answer>B</answer>", 1.0, pid="a"),

@@ -1,16 +1,21 @@
-"""params.yaml parsing and the environment files.
+"""params.yaml parsing, the environment files, and what must agree with what: the dataclass
+defaults with params.yaml, each dvc.yaml stage's deps with the modules its notebook imports, the
+documented tables with the committed metrics.
 
 Run: `.venv/bin/pytest tests/test_config.py`
 """
 from __future__ import annotations
 
+import ast
+import dataclasses
+import json
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from vrlib import config
+from vrlib import config, sources
 from vrlib.config import ParamsError, Params, parse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +29,69 @@ def test_params_yaml_parses_and_matches_the_dataclass_defaults_keys():
     for section in ("data", "base", "sft", "rft", "evaluation", "analysis"):
         fields = set(getattr(params, section).__dataclass_fields__)
         assert set(raw[section]) == fields, section
+
+
+def test_the_dataclass_defaults_are_the_study_at_tiny_scale(tmp_path):
+    """`RFTParams()` in a test or a notebook is the study's configuration, field by field."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "scale": "tiny"}))
+    loaded, defaults = config.load(tmp_path / "params.yaml"), Params()
+    assert loaded.seed == defaults.seed
+    differ = [f"{name}.{f.name}: params.yaml {getattr(getattr(loaded, name), f.name)!r}, "
+              f"default {getattr(getattr(defaults, name), f.name)!r}"
+              for name in config.SECTIONS for f in dataclasses.fields(getattr(defaults, name))
+              if getattr(getattr(loaded, name), f.name) != getattr(getattr(defaults, name), f.name)]
+    assert not differ, "change the default in vrlib/config.py or the value in params.yaml:\n" + "\n".join(differ)
+
+
+def test_every_config_field_has_a_docstring():
+    """A string right under each field: what it means, its unit, where its value comes from."""
+    tree = ast.parse((ROOT / "vrlib/config.py").read_text())
+    missing = []
+    for cls in (node for node in tree.body if isinstance(node, ast.ClassDef)):
+        for i, stmt in enumerate(cls.body):
+            if isinstance(stmt, ast.AnnAssign):
+                after = cls.body[i + 1] if i + 1 < len(cls.body) else None
+                if not (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                        and isinstance(after.value.value, str)):
+                    missing.append(f"{cls.name}.{stmt.target.id}")
+    assert not missing, f"fields without a docstring in vrlib/config.py: {', '.join(missing)}"
+
+
+# ----------------------------------------------------------------------------- dvc.yaml deps
+def notebook_source(path: Path) -> str:
+    """A notebook's code cells as one Python source, IPython magics left out."""
+    cells = json.loads(path.read_text())["cells"]
+    lines = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code").splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("!", "%")))
+
+
+def test_every_stage_deps_on_the_vrlib_modules_its_notebook_imports():
+    """A change in a module reruns exactly the stages that run it: dvc.yaml's vrlib deps are
+    what the imports say (`vrlib.sources.closure`: through other vrlib modules, imports inside
+    functions included), neither fewer (a stale result) nor more (a needless rerun)."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    wrong = []
+    for name, stage in stages.items():
+        notebooks = [d for d in stage["deps"] if d.startswith("notebooks/")]
+        assert len(notebooks) == 1, f"stage {name}: one notebook in deps, got {notebooks}"
+        needed = {p.relative_to(ROOT).as_posix() for p in sources.closure(notebook_source(ROOT / notebooks[0]))}
+        listed = {d for d in stage["deps"] if d.startswith("vrlib/") and d.endswith(".py")}
+        if needed - listed:
+            wrong.append(f"{name}: add {sorted(needed - listed)}")
+        if listed - needed:
+            wrong.append(f"{name}: remove {sorted(listed - needed)} (not imported)")
+    assert not wrong, "dvc.yaml deps disagree with the notebooks' imports:\n" + "\n".join(wrong)
+
+
+def test_the_import_closure_follows_imports_inside_functions_and_through_modules():
+    assert sources.imported("def f():\n    from vrlib.grpo import policy_loss\n") == {"vrlib.grpo"}
+    assert sources.imported("from vrlib import config, rft as loop\nimport vrlib.video") == {
+        "vrlib.config", "vrlib.rft", "vrlib.video"}
+    assert sources.imported("import torch\nfrom vrlib import nothing_here") == set()
+    # the analysis notebook imports explore, which imports evaluate, which imports rollout
+    names = {p.name for p in sources.closure(notebook_source(ROOT / "notebooks/06_error_analysis.ipynb"))}
+    assert {"explore.py", "evaluate.py", "rollout.py"} <= names
 
 
 def test_unknown_key_lists_the_known_ones():
@@ -65,24 +133,33 @@ def test_lock_pins_every_dependency():
     assert requirement_names(project["project"]["dependencies"]) <= locked
 
 
-def test_readme_results_table_is_generated_from_the_committed_metrics():
-    import json
+# ----------------------------------------------------------------------------- documented tables
+RESULTS = ROOT / "docs/results.md"  # the results narrative; the README shows the overview table
 
+
+def test_results_tables_are_generated_from_the_committed_metrics():
     from vrlib.evaluate import overview_table, results_table
 
     metrics = json.loads((ROOT / "metrics/eval.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    assert overview_table(metrics) in readme
-    assert results_table(metrics, "grounding") in readme
+    results = RESULTS.read_text()
+    assert overview_table(metrics) in (ROOT / "README.md").read_text()
+    assert overview_table(metrics) in results
+    assert results_table(metrics, "grounding") in results
 
 
-def test_readme_ablation_table_is_generated_from_the_committed_results():
-    import json
-
+def test_ablation_table_is_generated_from_the_committed_results():
     from vrlib.ablations import OUT, table
 
     ablations = json.loads((ROOT / OUT).read_text())
-    assert table(ablations) in (ROOT / "README.md").read_text()
+    assert table(ablations) in RESULTS.read_text()
+
+
+def test_docs_links_point_to_files_that_exist():
+    import re
+
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), f"{page.name} links to {target}, which is missing"
 
 
 # ----------------------------------------------------------------------------- scale presets
@@ -93,7 +170,7 @@ def test_scale_presets_switch_the_study_to_real_models_with_one_key(tmp_path):
         (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "scale": scale}))
         p = config.load(tmp_path / "params.yaml")
         assert p.base.pretrained_dir.endswith(weights) and p.base.dtype == "bfloat16"
-        # Video-R1's settings (research facts sec. 1.7): 2 fps, 4..16 frames of 128*28*28 px,
+        # Video-R1's settings (its run_grpo_video.sh and vendored vision_process.py): 2 fps, 4..16 frames of 128*28*28 px,
         # G = 8 (+ 4 shuffled with T-GRPO), 768-token completions, beta 0.04, one prompt per GPU
         assert (p.data.fps, p.data.min_frames, p.data.max_frames, p.data.max_pixels) == (2.0, 4, 16, 128 * 28 * 28)
         assert (p.rft.group_size, p.rft.algo, p.rft.max_completion_length, p.rft.beta) == (8, "t_grpo", 768, 0.04)
@@ -119,7 +196,7 @@ def test_unknown_scale_or_misspelt_preset_key_names_the_known_ones(tmp_path):
 
 
 def test_every_stage_notebook_opens_with_what_it_teaches_and_keeps_prose_by_its_calls():
-    """STYLE.md: title and "What you will learn", then the papermill parameters cell; prose
+    """Every notebook reads in one order: title and "What you will learn", then the papermill parameters cell; prose
     between the calls (no run of two code cells without a word in between)."""
     import json
 

@@ -58,18 +58,104 @@ def test_mra_never_raises_on_model_output(text):
     assert score_traces("m", [s], [text], [True])[0].mra == 0.0
 
 
-def test_ablation_table_by_hand():
-    from vrlib.ablations import table
+def _scores(order, count):
+    """One model's per-item headline scores: 4 `order` items and 4 `count` items."""
+    return {"order": {f"o{i}": float(v) for i, v in enumerate(order)},
+            "count": {f"c{i}": float(v) for i, v in enumerate(count)}}
 
-    def model(order, describe):
-        return {"order": {"accuracy": order, "problem_type": "multiple choice", "n": 2},
-                "describe": {"accuracy": describe, "problem_type": "free-form", "n": 2}}
-    runs = {"t_grpo": {"set": ["rft.algo=t_grpo"], "eval": {"sft": model(25.0, 10.0), "rft": model(50.0, 20.0)},
-                       "log": {"tgrpo/advantage_changed": 0.125, "tgrpo/p": 0.25, "tgrpo/p_shuffled": 0.5}},
-            "grpo": {"set": [], "eval": {"sft": model(25.0, 10.0), "rft": model(0.0, 10.0)}}}
-    rows = table(runs).splitlines()
-    assert rows[2] == "| t_grpo | `rft.algo=t_grpo` | 35.0 (17.5) | +17.5 | 50.0 (25.0) | +25.0 | 12.5% | 0.250 / 0.500 |"
-    assert rows[3] == "| grpo | (committed params) | 5.0 (17.5) | -12.5 | 0.0 (25.0) | -25.0 | - | - |"
+
+SFT = _scores([0, 0, 0, 0], [50, 50, 50, 50])  # order 0, count 50: 25 over tasks
+
+
+def _record(name_set, seed, order, *, val_order=None, log=None):
+    """A run record as `run_record` writes it; `val_order` gives val its own RFT order scores."""
+    return {"set": name_set, "seed": seed, "key": "k", "log": log or {},
+            "scores": {"val": {"sft": SFT, "rft": _scores(order if val_order is None else val_order, [50] * 4)},
+                       "eval": {"sft": SFT, "rft": _scores(order, [50] * 4)}}}
+
+
+def _runs():
+    from vrlib.ablations import COMMITTED
+
+    log = {"tgrpo/advantage_changed": 0.125, "tgrpo/p": 0.25, "tgrpo/p_shuffled": 0.5}
+    return {COMMITTED: [_record([], s, [0, 0, 0, 0], log=log) for s in range(3)],  # RFT = SFT item for item
+            "grpo": [_record(["rft.algo=grpo"], s, [100] * 4) for s in range(3)],  # every order item right
+            "noisy": [_record(["rft.loss_type=dr_grpo"], s, o, val_order=[0, 0, 0, 0])
+                      for s, o in enumerate(([100, 0, 100, 0], [0, 0, 100, 0], [100, 100, 100, 0]))]}
+
+
+def test_ablation_table_by_hand():
+    from vrlib.ablations import summarize, table
+
+    results = summarize(_runs())
+    rows = table(results, "eval").splitlines()
+    assert rows[0].startswith("| variant | `dvc exp run -S` | rft, mean over tasks (3 seeds: mean ± sd) |")
+    # every item and seed the same as SFT: a zero-width interval at 0, not an effect
+    assert rows[2] == ("| committed params.yaml | (committed params) | 25.0 ± 0.0 (sft 25.0) | +0.0 [+0.0, +0.0] | - "
+                       "| +0.0 [+0.0, +0.0] | - | 12.5% | 0.250 / 0.500 |")
+    # every order item 0 -> 100 in every seed, count unchanged: +50 over tasks, an effect (bold)
+    assert rows[3] == ("| grpo | `rft.algo=grpo` | 75.0 ± 0.0 (sft 25.0) | **+50.0 [+50.0, +50.0]** "
+                       "| **+50.0 [+50.0, +50.0]** | **+100.0 [+100.0, +100.0]** | **+100.0 [+100.0, +100.0]** | - | - |")
+    # seeds at 50, 37.5 and 62.5 over tasks: mean 50, sd 12.5
+    assert rows[4].startswith("| noisy | `rft.loss_type=dr_grpo` | 50.0 ± 12.5 (sft 25.0) | ")
+    noisy = results["variants"]["noisy"]["eval"]
+    assert noisy["rft"]["per_seed"] == [50.0, 37.5, 62.5]
+    assert noisy["rft - sft"]["over tasks"]["diff"] == 25.0 and noisy["rft - sft"]["order"]["diff"] == 50.0
+    iv = noisy["rft - sft"]["over tasks"]
+    assert iv["low"] <= 25.0 <= iv["high"] and iv["n"] == 8
+
+
+def test_the_recipe_is_chosen_on_val_only():
+    from vrlib.ablations import COMMITTED, choose, summarize
+
+    variants = summarize(_runs())["variants"]
+    # on eval `noisy` also beats the committed recipe; on val it equals it: grpo is chosen
+    assert choose(variants)["recipe"] == "grpo" and choose(variants)["split"] == "val"
+    for e in variants.values():  # the test split changed, or gone: the same choice
+        e.pop("eval")
+    assert choose(variants)["recipe"] == "grpo"
+    runs = _runs()
+    runs["grpo"] = [_record(["rft.algo=grpo"], s, [100] * 4, val_order=[0, 0, 100, 0]) for s in range(3)]
+    assert choose(summarize(runs)["variants"])["recipe"] == COMMITTED  # better on eval only: not chosen
+
+
+def test_ablations_resume_without_redoing_finished_runs(tmp_path, monkeypatch):
+    import json
+
+    from vrlib import ablations
+    from vrlib.data import digest
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    (tmp_path / "dvc.lock").write_text("stages: {}\n")
+    calls = []
+
+    def fake_run(cmd):  # `dvc exp run` writes the traces of both splits, as the eval stage does
+        calls.append(cmd)
+        if cmd[:3] == ["dvc", "exp", "run"]:
+            for split, folder in ablations.TRACES.items():
+                folder.mkdir(parents=True, exist_ok=True)
+                for model in ("sft", "rft"):
+                    rows = [{"task": "order", "problem_type": "multiple choice", "problem_id": f"{split}{i}",
+                             "accuracy": float(i % 2), "mra": 0.0} for i in range(4)]
+                    (folder / f"{model}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    monkeypatch.setattr(ablations, "_run", fake_run)
+    key = digest([ablations.COMMON], ["params.yaml", "dvc.lock"])
+    done = ablations.RUNS / ablations.slug(ablations.COMMITTED) / "seed0.json"
+    done.parent.mkdir(parents=True)
+    fake_run(["dvc", "exp", "run"])
+    done.write_text(json.dumps(ablations.run_record([], 0, key)))  # finished before a kill
+    calls.clear()
+    ablations.main(["--seeds", "1"])
+    exps = [c for c in calls if c[:3] == ["dvc", "exp", "run"]]
+    assert len(exps) == len(ablations.ABLATIONS)  # the committed recipe's seed 0 was kept
+    assert all(["-S", "evaluation.tcr=false", "-S", "rft.seed=0"] == c[3:7] for c in exps)
+    assert json.loads(ablations.OUT.read_text())["seeds"] == [0]
+    calls.clear()
+    ablations.main(["--seeds", "1"])  # everything done: nothing reruns
+    assert not [c for c in calls if c[:3] == ["dvc", "exp", "run"]]
+    assert ablations.slug("t_grpo, bonus on the reward (Video-R1)") == "t_grpo-bonus-on-the-reward-video-r1"
 
 
 def test_ablation_log_means_reads_dvclive_tsv(tmp_path):

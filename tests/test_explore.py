@@ -77,20 +77,21 @@ def test_card_shows_question_gold_parts_rewards_and_reason():
     text = card(TRACES[1], MC)
     assert "answer not supported by the reasoning" in text.splitlines()[0]
     assert "options:   A. white square | B. yellow square" in text
-    assert "gold:      <answer>A</answer>" in text
+    assert "gold:      A" in text and "<answer>" not in text  # the gold without its tags
     assert "reasoning: The white square is first." in text and "answer:    B" in text
     assert "glue:" not in text  # multiple choice wrote none
     assert "rewards:   format 1.00 (logged 1.00) · accuracy 0.00 (logged 0.00)" in text
     truncated = card(TRACES[2], GQA)
     assert "truncated" in truncated.splitlines()[0]
     assert "answer:    (none)" in truncated and "raw:       <think>It is" in truncated
+    assert "gold:      A\ngold glue: [(2.0, 6.0)]" in truncated
 
 
-def fake_clip(calls):
+def fake_clip(calls, n=4):
     def load_clip(sample):
         calls.append(sample.problem_id)
-        frames = np.full((4, 6, 6, 3), 100, np.uint8)  # (T, H, W, 3)
-        return Clip(frames=frames, fps=0.5, indices=np.arange(4), timestamps=np.arange(4) * 2.0,
+        frames = np.full((n, 6, 6, 3), 100, np.uint8)  # (T, H, W, 3)
+        return Clip(frames=frames, fps=n / 8, indices=np.arange(n), timestamps=np.arange(n) * 8 / n,
                     duration=8.0, native_fps=4.0, path="fake.mp4")
     return load_clip
 
@@ -99,10 +100,10 @@ def test_explorer_filters_and_draws_the_chosen_item(capsys):
     calls = []
     by_model = {"sft": TRACES[:2], "rft": TRACES[2:]}
     box = explorer(by_model, {"g": GQA, "m": MC}, fake_clip(calls))
-    filters, items, out = box.children
+    filters, buttons, items, out = box.children
     task, model, correct, span = filters.children
-    assert [label for label, _ in model.options] == ["all", "sft", "rft"]
-    assert [label for label, _ in task.options] == ["all", "choice", "gqa"]
+    assert list(model.options) == ["all", "sft", "rft"]
+    assert list(task.options) == ["all", "choice", "gqa"]
     assert (span.min, span.max, span.value) == (0, 68, (0, 68))
     assert len(items.options) == 4 and items.value is TRACES[0]
     assert calls == ["g"]  # the first item is drawn at once
@@ -118,3 +119,65 @@ def test_explorer_filters_and_draws_the_chosen_item(capsys):
     assert "no item passes these filters" in capsys.readouterr().out
     model.value = "rft"  # the refilled list selects its first item again
     assert items.value is TRACES[2] and calls == ["g", "m", "g"]
+
+
+def widgets(box):
+    filters, buttons, items, _ = box.children
+    return (*filters.children, *buttons.children[:2], items)
+
+
+def test_explorer_filters_return_to_all_visibly():
+    """ipywidgets 8 shows a Dropdown whose value is None as blank: "all" must be a real value."""
+    box = explorer({"sft": TRACES[:2], "rft": TRACES[2:]}, {"g": GQA, "m": MC}, fake_clip([]))
+    task, model, correct, span, _, _, items = widgets(box)
+    assert [d.label for d in (task, model, correct)] == ["all", "all", "all"]
+    task.value, model.value, correct.value = "gqa", "sft", True
+    assert [t for _, t in items.options] == [TRACES[0]]
+    task.value = model.value = correct.value = "all"
+    assert [d.label for d in (task, model, correct)] == ["all", "all", "all"]
+    assert [d.index for d in (task, model, correct)] == [0, 0, 0]
+    assert len(items.options) == 4
+
+
+def test_explorer_buttons_step_through_the_items_and_stop_at_the_ends():
+    box = explorer({"sft": TRACES[:2], "rft": TRACES[2:]}, {"g": GQA, "m": MC}, fake_clip([]))
+    *_, previous, following, items = widgets(box)
+    where = box.children[1].children[2]
+    assert items.index == 0 and where.value == "1 of 4"
+    previous.click()
+    assert items.index == 0
+    for expected in (1, 2, 3, 3):
+        following.click()
+        assert items.index == expected
+    assert items.value is TRACES[3] and where.value == "4 of 4"
+    previous.click()
+    assert items.value is TRACES[2] and where.value == "3 of 4"
+
+
+def test_explorer_shows_every_frame_the_model_saw(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    monkeypatch.setattr("vrlib.explore.show_frames", lambda axes, clip: drawn.append((len(axes), len(clip.frames))))
+    explorer({"sft": TRACES[:1]}, {"g": GQA}, fake_clip([], n=16))
+    assert drawn == [(16, 16)]  # two rows of 8, none left out
+    plt.close("all")
+
+
+def test_explorer_boxes_fit_their_width():
+    box = explorer({"sft": TRACES[:1]}, {"g": GQA}, fake_clip([]))
+    filters, _, items, _ = box.children
+    assert items.layout.width == "auto"  # "100%" plus the margin overflowed
+    assert filters.layout.flex_flow == "row wrap"
+
+
+def test_clip_loader_samples_with_the_evaluation_settings(tmp_path):
+    from vrlib.explore import clip_loader
+    from vrlib.video import write_mp4
+
+    frames = np.zeros((32, 64, 64, 3), np.uint8)  # 8 s at 4 fps
+    write_mp4(tmp_path / "v.mp4", frames, 4)
+    record = SimpleNamespace(path="v.mp4", data_type="video")
+    setup = {"fps": 1.0, "min_frames": 4, "max_frames": 6}
+    clip = clip_loader(tmp_path / "eval.jsonl", setup)(record)
+    assert len(clip.frames) == 6  # 8 s at 1 fps, capped at the evaluation's max_frames

@@ -214,7 +214,9 @@ MALFORMED = [  # importer, file name, content, what the message must say
     (importers.video_r1, "v.json", _edit("video_r1.json", 1, "process", "no think tags"),
      "v.json:[1]: field 'process'"),
     (importers.video_r1, "v.json", '[{"problem_id": 1,\n "problem": }]', "v.json:2: invalid JSON"),
-    (importers.video_r1, "v.json", {"problem_id": 1}, "v.json: expected a JSON list"),
+    (importers.video_r1, "v.json", "[1]", "v.json:[0]: field '<record>': expected a JSON object"),
+    (importers.video_r1, "v.json", '"records"', "v.json: expected a JSON list or dict"),
+    (importers.video_r1, "v.json", {"problem_id": 1}, "v.json: field 'path': missing"),  # one record
     (importers.charades_sta, "c.txt", "3MSZA 24.3 30.4##a.\nAO8RW 6.9##person sits.\n",
      "c.txt:2: field '<line>'"),
     (importers.charades_sta, "c.txt", "3MSZA 24.3 30.4##a.\nAO8RW 6.9 x##person sits.\n",
@@ -282,3 +284,164 @@ def test_import_sources_concatenates_and_names_bad_entries(media):
         importers.import_sources([{"format": "charades", "path": "x", "media_root": "y"}])
     with pytest.raises(ValueError, match="entry 0: expected keys format, path, media_root"):
         importers.import_sources([{"format": "charades_sta", "path": "x"}])
+
+
+# ----------------------------------------------------------------------------- real files
+# Excerpts of real third-party files (../shared/real-data/README.md); each media path they name
+# is made to point at a real clip of ../shared/real-data/media/ (or at a folder of its JPEG).
+REAL = Path(__file__).parents[2] / "shared" / "real-data"
+CLIPS = ["videor1_video1.mp4", "llamafactory_2.avi", "decord_flipping_a_pancake.mkv"]
+JPEG = REAL / "media" / "image_21088.png"  # a JPEG under a .png name, as in Video-R1's data
+REAL_FILES = {  # file -> format
+    "video_r1/eval_mvbench_first30.json": "video_r1", "video_r1/eval_videomme_first30.json": "video_r1",
+    "video_r1/eval_vsibench_first30.json": "video_r1", "video_r1/eval_mmvu_first30.json": "video_r1",
+    "video_r1/train_260k_first3.json": "video_r1", "video_r1/cot165k_one_record.json": "video_r1",
+    "charades_sta/charades_sta_test_first200.txt": "charades_sta",
+    "videochat_r1/charades_test_first100.json": "videochat_r1_grounding",
+    "videochat_r1/got_val_first30.json": "videochat_r1_got",
+    "videochat_r1/nextgqa_val_first50.json": "videochat_r1_gqa",
+}
+INVERTED = REAL / "videochat_r1/charades_train_inverted_moments.json"
+
+
+def real_media(fmt: str, path: Path, root: Path) -> Path:
+    """Make every media path `path` names under `root` a real clip: what an import with
+    `skip` reports missing becomes a link to one of CLIPS in turn, to the JPEG for an image
+    name, or a folder of four JPEG frames for a name without a suffix (GOT-10k, MVBench's TVQA)."""
+    root.mkdir(parents=True, exist_ok=True)
+    got = importers.FORMATS[fmt](path, root, on_bad_media="skip", on_bad_record="skip")
+    for k, (missing, _) in enumerate(got.skipped):
+        m = Path(missing)
+        if m.exists():  # a video several records share
+            continue
+        if not m.suffix:
+            m.mkdir(parents=True)
+            for i in range(1, 5):
+                (m / f"{i:08d}.jpg").symlink_to(JPEG)
+        else:
+            m.parent.mkdir(parents=True, exist_ok=True)
+            m.symlink_to(JPEG if m.suffix in (".png", ".jpg", ".jpeg") else REAL / "media" / CLIPS[k % len(CLIPS)])
+    return root
+
+
+def n_records(fmt: str, path: Path) -> int:
+    if fmt == "charades_sta":
+        return sum(bool(line.strip()) for line in path.read_text().splitlines())
+    data = json.loads(path.read_text())
+    if fmt == "videochat_r1_grounding":
+        return sum(len(r["sentences"]) for r in data.values())
+    return len(data) if isinstance(data, list) else 1
+
+
+@pytest.mark.parametrize("name", sorted(REAL_FILES))
+def test_every_real_file_imports_and_every_sample_scores_1_on_its_own_solution(name, tmp_path):
+    fmt, path = REAL_FILES[name], REAL / name
+    got = importers.FORMATS[fmt](path, real_media(fmt, path, tmp_path / "media"))
+    assert len(got.samples) == n_records(fmt, path) and got.skipped == [] and got.bad_records == []
+    for s in got.samples:
+        completion = "<think>x</think>" + s.solution
+        assert accuracy_reward(completion, s) == 1.0, s
+        assert format_reward(completion, s) == 1.0
+        if s.problem_type == "grounded QA":
+            assert glue_iou_reward(completion, s) == 1.0
+        if s.problem_type == "multiple choice":
+            assert all(importers._LETTERED.fullmatch(o) for o in s.options)
+    write_jsonl(tmp_path / "out.jsonl", got.samples)
+    assert read_jsonl(tmp_path / "out.jsonl") == got.samples
+
+
+def _real_video_r1(name: str, tmp_path: Path) -> importers.Imported:
+    path = REAL / "video_r1" / name
+    return importers.video_r1(path, real_media("video_r1", path, tmp_path / "media"))
+
+
+def test_real_video_r1_eval_files_read_what_the_format_allows(tmp_path):
+    mmvu = _real_video_r1("eval_mmvu_first30.json", tmp_path)  # process "" everywhere
+    assert {s.process for s in mmvu.samples} == {""}
+    assert mmvu.samples[0].data_source == "https://www.youtube.com/watch?v=6HuyUxJBY3E"  # kept as given
+    mvbench = _real_video_r1("eval_mvbench_first30.json", tmp_path)  # no data_source, no process
+    assert {s.data_source for s in mvbench.samples} == {"MVBench/ssv2_video"}  # the path's
+    assert mvbench.labels["1"] == {"benchmark": "MVBench", "task": "ssv2_video"}
+    mme = _real_video_r1("eval_videomme_first30.json", tmp_path)
+    assert mme.labels["1"] == {"benchmark": "VideoMME", "task": "Counting Problem", "duration": "short"}
+    assert mme.samples[0].data_source == "VideoMME"
+    vsi = _real_video_r1("eval_vsibench_first30.json", tmp_path)  # options null, data_source ""
+    assert vsi.samples[0].options == [] and vsi.samples[0].problem_type == "regression"
+    assert vsi.samples[0].data_source == "VSIBench/arkitscenes"
+    assert vsi.labels["0"]["task"] == "object_counting"
+
+
+def test_real_video_r1_training_records(tmp_path):
+    train = {s.problem_id: s for s in _real_video_r1("train_260k_first3.json", tmp_path).samples}
+    assert train["1"].options[0] == "A. It is used to focus the laser for the LDV"  # "A) ..." read
+    assert train["1"].data_source == "Knowledge/ArxivQA"  # "" in the file
+    assert train["6"].data_type == "image" and train["6"].options == []
+    assert accuracy_reward("<answer>wetsuit</answer>", train["6"]) == 1.0  # one word, ROUGE-2 is 0
+    cot = _real_video_r1("cot165k_one_record.json", tmp_path).samples  # a single object
+    assert len(cot) == 1 and cot[0].process.startswith("<think>Let me think")
+
+
+def test_inverted_real_moments_stop_naming_file_record_and_field_or_are_skipped(tmp_path):
+    media = real_media("videochat_r1_grounding", INVERTED, tmp_path / "media")
+    with pytest.raises(RecordError) as err:
+        importers.videochat_r1_grounding(INVERTED, media)
+    assert str(err.value).startswith(f"{INVERTED}:[\"LEOL6\"]: field 'timestamps[0]': expected [start, end]")
+    got = importers.videochat_r1_grounding(INVERTED, media, on_bad_record="skip")
+    assert [s.problem_id for s in got.samples] == ["IOL8Q_1"]  # the one moment with start <= end
+    assert len(got.bad_records) == 4 and all(r.startswith(str(INVERTED)) for r in got.bad_records)
+    assert "[\"AKKWU\"]: field 'timestamps[1]'" in got.bad_records[-1]
+    both = importers.import_sources([{"format": "videochat_r1_grounding", "path": str(INVERTED),
+                                      "media_root": str(media)}], on_bad_record="skip")
+    assert both.bad_records == got.bad_records
+
+
+VIDEO_R1_EDGES = [  # what the schema allows beyond the real excerpts
+    {"problem_id": "e1", "problem": "Which?", "data_type": "video", "problem_type": "multiple choice",
+     "options": ["A. ", "B. yes"], "solution": "<answer>A</answer>", "path": "./Evaluation/X/v.mp4"},
+    {"problem_id": "e2", "problem": "How many?", "data_type": "frame", "problem_type": "numerical",
+     "options": [], "process": None, "solution": "<answer>3</answer>",
+     "path": "./Evaluation/MVBench/tvqa/frames_fps3_hq/clip_1", "data_source": ""},
+]
+
+
+def test_video_r1_empty_option_text_and_frame_folders(tmp_path):
+    path = write(tmp_path, "edges.json", VIDEO_R1_EDGES)
+    got = importers.video_r1(path, real_media("video_r1", path, tmp_path / "media"))
+    mc, frames = got.samples
+    assert mc.options == ["A.", "B. yes"] and mc.data_source == "X"
+    assert frames.data_type == "video" and Path(frames.path).is_dir() and frames.data_source == "MVBench/tvqa"
+    assert got.labels["e2"] == {"benchmark": "MVBench", "task": "tvqa"}
+
+
+@pytest.mark.parametrize("index, key, value, message", [
+    (0, "solution", "<answer>C</answer>", "field 'solution': answer 'C' is not an option letter"),
+    (0, "options", None, "field 'options': multiple choice needs options"),
+    (1, "problem_id", "e1", "field 'problem_id': duplicate 'e1'"),
+    (1, "path", "", "field 'path': empty"),
+])
+def test_video_r1_strictness_that_matters_stops_or_is_listed(index, key, value, message, tmp_path):
+    records = json.loads(json.dumps(VIDEO_R1_EDGES))
+    media = real_media("video_r1", write(tmp_path, "ok.json", records), tmp_path / "media")
+    records[index][key] = value
+    path = write(tmp_path, "bad.json", records)
+    with pytest.raises(RecordError) as err:
+        importers.video_r1(path, media)
+    assert str(err.value).startswith(f"{path}:[{index}]: {message}")
+    got = importers.video_r1(path, media, on_bad_record="skip")
+    assert len(got.samples) == 1 and got.bad_records == [str(err.value)]
+
+
+def test_on_bad_record_must_be_stop_or_skip(media):
+    with pytest.raises(ValueError, match="on_bad_record"):
+        importers.video_r1(FIXTURES / "video_r1.json", media, on_bad_record="ignore")
+
+
+def test_real_corrupt_video_stops_the_import_naming_its_path_or_is_counted(tmp_path):
+    media = tmp_path / "media"
+    (media / "Charades").mkdir(parents=True)
+    (media / "Charades" / "3MSZA.mp4").symlink_to(REAL / "media" / "decord_corrupted.mp4")
+    txt = write(tmp_path, "c.txt", "3MSZA 24.3 30.4##person turn a light on.\n")
+    with pytest.raises(video.VideoDecodeError, match="3MSZA.mp4"):
+        importers.charades_sta(txt, media / "Charades")
+    got = importers.charades_sta(txt, media / "Charades", on_bad_media="skip")
+    assert got.samples == [] and got.skipped[0][0] == str(media / "Charades" / "3MSZA.mp4")

@@ -81,9 +81,20 @@ def test_dvc_repro_runs_the_whole_study(study):
     assert (study / "dvclive/rft/plots/metrics/tgrpo/advantage_changed.tsv").is_file()
     assert (study / "dvclive/rft/plots/metrics/relative/gap.tsv").is_file()
     assert json.loads((study / "metrics/grpo_by_hand.json").read_text())["issue51"]
-    # nothing changed -> nothing runs
+    assert not (study / "notebooks/reports").exists()  # every kernel started in notebooks/ and moved up
+    # nothing changed -> nothing runs, and DVC says so
     again = run(["dvc", "repro"], study)
     assert "Running stage" not in again.stdout, again.stdout
+    assert "up to date" in run(["dvc", "status"], study).stdout
+    # RFT retrained from scratch gives the same outputs: dvc.lock holds no timings, and after
+    # `git checkout dvc.lock` nothing downstream would rerun
+    run(["git", "add", "dvc.lock"], study)
+    run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "lock"], study)
+    shutil.rmtree(study / "checkpoints/rft")
+    rerun = run(["dvc", "repro", "-f", "-s", "rft"], study)
+    assert "no matching checkpoint" in rerun.stdout and "rft  step 2/2" in rerun.stdout, rerun.stdout
+    run(["git", "diff", "--exit-code", "dvc.lock"], study)
+    assert "up to date" in run(["dvc", "status"], study).stdout
     # an experiment with another beta reruns rft onwards, not the data or the models before;
     # with 2 processes the notebook runs the loop under `accelerate launch`
     exp = run(["dvc", "exp", "run", "-S", "rft.beta=0.0", "-S", "rft.num_processes=2"], study)
@@ -152,3 +163,17 @@ def test_data_stage_imports_real_formats_and_counts_bad_media(study, tmp_path, o
     assert counts["eval"]["skipped_bad_media"] == 1
     assert counts["eval"]["n"] == 3 and counts["eval"]["family"] == {"Charades-STA": 3}
     assert counts["sft"]["n"] == 4  # the other splits still come from the world
+
+
+def test_a_notebook_opened_in_notebooks_works_in_the_study_folder(tmp_path, monkeypatch):
+    """JupyterLab starts the kernel in notebooks/; the first cell's `enter()` moves to the
+    folder with params.yaml, so `data/eval.jsonl` means the same as under `dvc repro`."""
+    from vrlib import stage
+
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert stage.enter() == tmp_path.resolve() and Path.cwd() == tmp_path.resolve()
+    monkeypatch.chdir("/")
+    with pytest.raises(FileNotFoundError, match="params.yaml"):
+        stage.root()

@@ -9,10 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from vrlib.rewards import (
-    PROBLEM_TYPES,
+    PARSERS,
+    REWARDS,
     accuracy_reward,
     box_iou,
     extract_answer,
+    find_numbers,
     format_reward,
     glue_iou_reward,
     mean_relative_accuracy,
@@ -24,6 +26,7 @@ from vrlib.rewards import (
     segments_iou,
     temporal_iou,
 )
+from vrlib.schema import PROBLEM_TYPES
 
 
 def sample(problem_type: str, solution: str) -> SimpleNamespace:
@@ -222,6 +225,25 @@ def test_parse_number(text, number):
     assert parse_number(text) == number
 
 
+@pytest.mark.parametrize("text,numbers", [
+    ("1,200 frames, .5 s apart, 1e3 in all", [1200.0, 0.5, 1000.0]),  # the answer's grammar
+    ("That is 2.", [2.0]), ("from (12, 30) to (50, 30), so 38.", [12.0, 30.0, 50.0, 30.0, 38.0]),
+    ("1,200, then 300", [1200.0, 300.0]), ("1,2 or 1,2345", [1.0, 2.0, 1.0, 2345.0]),
+    ("x = -3, y = +.5, 2-3 s", [-3.0, 0.5, 2.0, 3.0]), ("frame2 at 2.5s", [2.5]),
+    ("3.2.1", [3.2]), ("nan inf 1e400", []), ("no number", []),
+])
+def test_find_numbers_reads_running_text_as_parse_number(text, numbers):
+    assert find_numbers(text) == numbers
+    # each number found is what the answer parser reads from its own text
+    assert all(parse_number(str(x)) == x for x in numbers)
+
+
+def test_one_parser_per_problem_type_and_one_reward_table():
+    assert set(PARSERS) == set(PROBLEM_TYPES)
+    assert PARSERS["numerical"]("1,200") == 1200.0 and PARSERS["grounded QA"]("(C)") == "C"
+    assert REWARDS == {"format": format_reward, "accuracy": accuracy_reward, "glue_iou": glue_iou_reward}
+
+
 def test_parse_span():
     assert parse_span("2.0 to 5.0") == (2.0, 5.0)
     assert parse_span("between 3 and 8") == (3.0, 8.0)
@@ -288,7 +310,8 @@ def test_nasty_strings_never_raise(problem_type):
 
 def test_parsers_never_raise_on_nasty_strings():
     for text in NASTY + fuzz_strings():
-        for parse in (extract_answer, parse_span, parse_glue, parse_boxes, parse_number, parse_letter):
+        for parse in (extract_answer, parse_span, parse_glue, parse_boxes, parse_number, parse_letter,
+                      find_numbers):
             parse(text)
 
 
@@ -301,3 +324,13 @@ def test_length_bonus_only_when_more_than_one_answer_is_correct():
     assert length_bonus([0.5, 0.2], [3, 5], **kw) == [0.2, 0.2]           # bounds inclusive
     with pytest.raises(ValueError):
         length_bonus([1.0], [1, 2])
+
+
+def test_free_form_text_equal_to_the_reference_scores_1_whatever_its_length():
+    """ROUGE-2 of a one-word reference is 0, so Video-R1's mean gave the exact answer 0.667."""
+    for gold in ("No.", "Wetsuit", "the red circle moves left"):
+        s = sample("free-form", f"<answer>{gold}</answer>")
+        assert accuracy_reward(answer(gold), s) == 1.0
+        assert accuracy_reward(answer(gold.lower().rstrip(".")), s) == 1.0  # the same tokens
+    assert accuracy_reward(answer("Yes."), sample("free-form", "<answer>No.</answer>")) == 0.0
+    assert 0 < accuracy_reward(answer("the red circle"), sample("free-form", SOLUTIONS["free-form"])) < 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from peft import get_peft_model_state_dict
 
 from vrlib.config import DataParams, RFTParams
 from vrlib.model import add_lora, load_model, load_processor
-from vrlib.rft import (REWARD_FUNCS, Question, _Procs, checkpoints, fingerprint, grpo_step,
-                       load_kim_clips, load_state, score, shuffle_clip, train_grpo)
+from vrlib.engine import Engine, checkpoints, load_state
+from vrlib.rft import (REWARD_FUNCS, Question, fingerprint, grpo_step, load_kim_clips, score, shuffle_clip,
+                       train_grpo)
 
 REPO = Path(__file__).resolve().parents[1]
 # A random-weight model's rollouts score 0 on the real rewards (zero advantages, no update);
@@ -50,6 +52,8 @@ def split(world_split):
          length_min=1, length_max=8),
     dict(loss_type="dr_grpo", scale_rewards="none", beta=0.0),
     dict(loss_type="bnpo", epsilon_high=0.28),
+    dict(loss_type="cispo", importance_sampling="sequence", mask_truncated=True, overlong_buffer=4),
+    dict(dynamic_sampling=True, max_draws=4),
 ])
 def test_every_variant_steps_and_logs(tiny_dir, split, variant):
     samples, clips, kim = split
@@ -112,20 +116,70 @@ def test_a_killed_run_resumes_to_the_same_adapter_and_logs(tiny_dir, split, tmp_
     with pytest.raises(Killed):
         train_grpo(fresh(tiny_dir), processor, samples, clips, cfg, seed=3, reward_funcs=VARIED,
                    checkpoint_dir=tmp_path / "b", fingerprint_="f", on_step=kill_at_step_2)
-    assert [p.name for p in checkpoints(tmp_path / "b", "f")] == ["step_00002-f.pt"]
+    assert [p.name for _, p in checkpoints(tmp_path / "b", "f")] == ["step_00002-f.pt"]
 
-    replayed = []
+    replayed, said = [], []
     resumed = fresh(tiny_dir)  # a new process: fresh weights, the state comes from the checkpoint
     history = train_grpo(resumed, processor, samples, clips, cfg, seed=3, reward_funcs=VARIED,
                          checkpoint_dir=tmp_path / "b", fingerprint_="f",
-                         on_step=lambda step, m: replayed.append(step))
+                         on_step=lambda step, m: replayed.append(step), say=said.append)
     assert replayed == [0, 1, 2, 3]  # logged steps are replayed, so step logs are whole
+    assert said[0].startswith("rft: resumed from step 2 of 4") and "2 steps to run" in said[0]
     assert same_logs(history, expected)
     a, b = adapter(whole), adapter(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # keep_checkpoints = 2; another fingerprint (other params or inputs) is never resumed
-    assert [p.name for p in checkpoints(tmp_path / "b", "f")] == ["step_00002-f.pt", "step_00004-f.pt"]
-    assert load_state(tmp_path / "b", "other") is None
+    assert [p.name for _, p in checkpoints(tmp_path / "b", "f")] == ["step_00002-f.pt", "step_00004-f.pt"]
+    assert load_state(tmp_path / "b", "other", 4) is None
+
+
+def test_a_shorter_run_never_loads_a_later_checkpoint(tiny_dir, split, tmp_path):
+    """`-S rft.steps=2` after a 4-step run resumes step 2 (the same trajectory), never step 4's
+    weights; `steps=1` finds nothing at or below 1 and trains from step 0, like a fresh run."""
+    samples, clips, _ = split
+    processor = load_processor(tiny_dir)
+    cfg = RFTParams(**SMALL, steps=4, checkpoint_every=2)
+    train_grpo(fresh(tiny_dir), processor, samples, clips, cfg, seed=1, reward_funcs=VARIED,
+               checkpoint_dir=tmp_path, fingerprint_="f")
+    said = []
+    two = fresh(tiny_dir)
+    history = train_grpo(two, processor, samples, clips, replace(cfg, steps=2), seed=1, reward_funcs=VARIED,
+                         checkpoint_dir=tmp_path, fingerprint_="f", say=said.append)
+    assert len(history) == 2 and said == [said[0]] and said[0].startswith("rft: resumed from step 2 of 2")
+    assert all(torch.equal(v, load_state(tmp_path, "f", 2)["adapter"][k]) for k, v in adapter(two).items())
+    one, alone = fresh(tiny_dir), fresh(tiny_dir)
+    history = train_grpo(one, processor, samples, clips, replace(cfg, steps=1), seed=1, reward_funcs=VARIED,
+                         checkpoint_dir=tmp_path, fingerprint_="f", say=said.append)
+    assert len(history) == 1 and said[-1].startswith("rft: no matching checkpoint") and "step 0 of 1" in said[-1]
+    train_grpo(alone, processor, samples, clips, replace(cfg, steps=1), seed=1, reward_funcs=VARIED)
+    assert all(torch.equal(v, adapter(alone)[k]) for k, v in adapter(one).items())
+    # the 4-step run's checkpoints are kept: they are further along the same trajectory
+    assert [n for n, _ in checkpoints(tmp_path, "f")] == [1, 2, 4]
+
+
+def test_the_fingerprint_covers_the_code_the_loop_runs(monkeypatch, tmp_path):
+    """A changed reward or loss must not resume a checkpoint trained with the old one."""
+    import vrlib.rft as loop
+
+    seen = []
+    monkeypatch.setattr(loop, "digest", lambda obj, files: seen.extend(Path(f).name for f in files) or "x")
+    loop.fingerprint(RFTParams(), 0, [tmp_path / "rl.jsonl"])
+    assert {"rl.jsonl", "rft.py", "rewards.py", "grpo.py", "rollout.py", "engine.py", "model.py"} <= set(seen)
+
+
+def test_dynamic_sampling_keeps_only_groups_with_signal_and_draws_more(tiny_dir, split):
+    """DAPO: a group whose rewards are all equal teaches nothing; more questions are drawn until
+    prompts_per_step groups have signal or max_draws were tried."""
+    samples, clips, _ = split
+    choice = {"multiple choice"}  # only these questions get rewards that vary within a group
+    reward = {"r": lambda text, s: float(len(text) % 3) if s.problem_type in choice else 0.0}
+    cfg = RFTParams(**{**SMALL, "temperature": 1.5}, steps=2, dynamic_sampling=True, max_draws=10)
+    history = train_grpo(fresh(tiny_dir), load_processor(tiny_dir), samples, clips, cfg, seed=0, reward_funcs=reward)
+    n_choice = sum(s.problem_type in choice for s in samples)
+    for m in history:
+        assert m["group/kept"] <= 2 and m["group/drawn"] in (2, 4, 6, 8, 10)
+        assert m["group/kept"] == 2 or m["group/drawn"] == 10 or n_choice < 2
+    assert any(m["group/drawn"] > 2 for m in history)
 
 
 def test_fingerprint_ignores_only_what_does_not_change_a_step(tmp_path):
@@ -152,7 +206,7 @@ def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(t
     with pytest.raises(FloatingPointError, match=r"step 1.*step_00001-f\.pt.*rft\.lr"):
         train_grpo(model, processor, samples, clips, cfg, seed=0, reward_funcs={"r": nan_from_step_1},
                    checkpoint_dir=tmp_path, fingerprint_="f")
-    state = load_state(tmp_path, "f")
+    state = load_state(tmp_path, "f", 3)
     assert state["step"] == 1
     current = adapter(model)
     assert all(torch.equal(current[k], v) for k, v in state["adapter"].items())  # NaN step not applied
@@ -200,13 +254,13 @@ def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, one_pr
     # ~6e-5 on 1 or 2 weights of ~1,500 (measured); every other engine agrees to 1e-6.
     atol = 1e-4 if engine == "zero3" else 1e-6
     one, two = one_process, torch.load(tmp_path / "two.pt", weights_only=True)
-    assert set(one) == set(two) == {"grpo", "dapo_batch", "resumed", "nan"}
+    assert set(one) == set(two) == {"grpo", "dapo_batch", "dynamic", "resumed", "resumed_dynamic", "nan"}
     for run in (one, two):  # a NaN loss at step 1 stops every process before that update
         assert "GRPO loss nan" in run["nan"]["error"] and "step 1" in run["nan"]["error"], run["nan"]
         assert run["nan"]["step"] == 1
     for k, v in one["nan"]["adapter"].items():
         assert torch.allclose(v, two["nan"]["adapter"][k], atol=atol), k
-    for name in ("grpo", "dapo_batch", "resumed"):
+    for name in ("grpo", "dapo_batch", "dynamic", "resumed", "resumed_dynamic"):
         assert (one[name]["processes"], two[name]["processes"]) == (1, 2)
         assert one[name]["adapter"].keys() == two[name]["adapter"].keys()
         for k, v in one[name]["adapter"].items():
@@ -217,8 +271,9 @@ def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, one_pr
                 if not k.startswith("time/"):
                     assert a[k] == pytest.approx(b[k], abs=1e-5), (name, k)
     for run in (one, two):  # resuming after step 1 gives what two steps in one run give
-        for k, v in run["grpo"]["adapter"].items():
-            assert torch.allclose(v, run["resumed"]["adapter"][k], atol=1e-6), k
+        for whole, resumed in (("grpo", "resumed"), ("dynamic", "resumed_dynamic")):
+            for k, v in run[whole]["adapter"].items():
+                assert torch.allclose(v, run[resumed]["adapter"][k], atol=1e-6), (whole, k)
 
 
 def test_one_generate_call_for_group_and_side_rollouts_keeps_each_rows_video(tiny_dir, split):
@@ -253,7 +308,7 @@ def test_an_optimizer_state_resumes_only_under_the_engine_that_wrote_it(tiny_dir
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     state = {"engine": engine, "optimizer": [optimizer.state_dict()] * shards if shards else optimizer.state_dict()}
     if engine == "torch":
-        _Procs(None).load_optimizer_state(optimizer, state)  # the same engine loads
+        Engine(None).load_optimizer_state(optimizer, state)  # the same engine loads
         return
     with pytest.raises(ValueError, match=f"written by {shards} {engine} process.*rft.accelerate_config"):
-        _Procs(None).load_optimizer_state(optimizer, state)
+        Engine(None).load_optimizer_state(optimizer, state)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vrlib import video
-from vrlib.video import Clip, VideoDecodeError, num_frames, sample_frames, shuffle_frames, write_mp4
+from vrlib.video import Clip, VideoDecodeError, num_frames, sample_frames, write_mp4
 
 RED, GREY = (230, 30, 30), (24, 24, 24)
 
@@ -153,9 +153,11 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_shuffle_permutes_frames_with_their_metadata(mp4):
+    from vrlib.rft import shuffle_clip  # T-GRPO's one shuffle
+
     clip = sample_frames(mp4)
-    a, b = shuffle_frames(clip, 0), shuffle_frames(clip, np.random.default_rng(0))
-    np.testing.assert_array_equal(a.frames, b.frames)  # a seed and its generator agree
+    a, b = shuffle_clip(clip, np.random.default_rng(0)), shuffle_clip(clip, np.random.default_rng(0))
+    np.testing.assert_array_equal(a.frames, b.frames)  # one seed, one order
     assert sorted(a.indices.tolist()) == clip.indices.tolist()
     assert a.indices.tolist() != clip.indices.tolist()
     for k, idx in enumerate(a.indices):
@@ -167,11 +169,65 @@ def test_shuffle_permutes_frames_with_their_metadata(mp4):
 
 
 def test_data_benchmark_runs_and_reports_every_family():
-    """The benchmark is a script (numbers go to the README); this only checks it runs."""
-    from vrlib.bench import bench_data
+    """The speed script's numbers go to docs/results.md; this only checks it runs."""
+    from vrlib.speed import bench_data
     from vrlib.tasks import FAMILIES
 
     report = bench_data(n=1, repeat=1)
     for name in FAMILIES:
         assert f"| generate `{name}` (items/s) |" in report
     assert "| our decode time / raw decord time (bar: <= 1.5) |" in report
+
+
+# ----------------------------------------------------------------------------- real media
+# Real third-party files (../shared/real-data/README.md), read where they lie.
+REAL_MEDIA = __import__("pathlib").Path(__file__).parents[2] / "shared" / "real-data" / "media"
+
+
+@pytest.mark.parametrize("name, shape, native_fps", [
+    ("videor1_video1.mp4", (360, 640), 22.29), ("llamafactory_2.avi", (240, 320), 29.92),
+    ("decord_flipping_a_pancake.mkv", (240, 426), 30.0)])
+def test_real_mp4_avi_mkv_sample_at_2fps(name, shape, native_fps):
+    clip = sample_frames(REAL_MEDIA / name)  # 9..22 s at 2 fps: the 16-frame cap
+    assert clip.frames.shape == (16, *shape, 3) and clip.native_fps == pytest.approx(native_fps, abs=0.01)
+    assert clip.indices[0] == 0 and np.all(np.diff(clip.indices) > 0)
+    assert clip.fps == pytest.approx(16 / clip.duration)
+
+
+def test_a_jpeg_saved_as_png_reads_as_an_image():
+    clip = video.read_image(REAL_MEDIA / "image_21088.png")
+    assert clip.frames.shape == (1, 155, 500, 3) and clip.fps == 0.0
+
+
+def test_a_video_corrupt_part_way_raises_naming_its_path():
+    """decord's own corrupt test file: the first frames decode, the last do not; the probe the
+    importers run (first and last frame) fails before any training step."""
+    path = REAL_MEDIA / "decord_corrupted.mp4"
+    with pytest.raises(VideoDecodeError, match="decord_corrupted.mp4"):
+        sample_frames(path, min_frames=2, max_frames=2)
+    from vrlib import importers
+
+    with pytest.raises(VideoDecodeError, match="decord_corrupted.mp4"):
+        importers.probe(path, "video")
+
+
+def test_portrait_and_odd_sized_real_frames_stay_under_the_pixel_budget(tiny_dir):
+    from dataclasses import replace
+
+    from vrlib.data import Sample
+    from vrlib.model import load_processor
+    from vrlib.prompts import encode_prompts
+
+    processor = load_processor(tiny_dir)
+    clip = sample_frames(REAL_MEDIA / "videor1_video1.mp4", max_frames=4)
+    portrait = replace(clip, frames=np.ascontiguousarray(clip.frames.transpose(0, 2, 1, 3)[:, :633, :357]))
+    image = video.read_image(REAL_MEDIA / "image_21088.png")  # 155 x 500
+    q = dict(problem="What happens?", problem_type="free-form", options=[], solution="<answer>x</answer>",
+             path="", data_source="real", duration=0.0, fps=0.0)
+    samples = [Sample(problem_id="v", data_type="video", **q), Sample(problem_id="i", data_type="image", **q)]
+    for max_pixels in (56 * 56, 128 * 28 * 28):
+        batch = encode_prompts(processor, samples, [portrait, image], max_pixels=max_pixels)
+        for t, h, w in [*batch["video_grid_thw"].tolist(), *batch["image_grid_thw"].tolist()]:
+            assert h * 14 * w * 14 <= max_pixels  # 14 px patches
+        (t, h, w), = batch["video_grid_thw"].tolist()
+        assert h > w  # still portrait

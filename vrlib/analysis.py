@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from vrlib import rewards
+from vrlib.schema import CORRECT, MODELS
 
 
 def read_traces(path: str | Path) -> list[dict]:
@@ -17,13 +17,9 @@ def read_traces(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-MODELS = ("base", "sft", "rft")
-"""The study's order: each model starts from the one before it."""
-
-
 def read_models(folder: str | Path = "eval/traces") -> dict[str, list[dict]]:
-    """Every `<model>.jsonl` in the folder, base, sft and rft first then the others by name:
-    the evaluation may add variants (e.g. a two-pass `rft_tcr`) that the analysis should see."""
+    """Every `<model>.jsonl` in the folder, the study's MODELS first in their order, then any
+    other by name: the evaluation may add variants that the analysis should see."""
     names = sorted(p.stem for p in Path(folder).glob("*.jsonl"))
     names = [m for m in MODELS if m in names] + [m for m in names if m not in MODELS]
     return {m: read_traces(Path(folder) / f"{m}.jsonl") for m in names}
@@ -34,11 +30,8 @@ FAILURES = ("ok", "truncated", "no answer tag", "wrong format", "time outside th
 """The taxonomy, checked in this order: each trace gets the first that applies."""
 
 _SPANS = {"temporal grounding", "grounded QA"}
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_READ = {"multiple choice": rewards.parse_letter, "grounded QA": rewards.parse_letter,
-         "numerical": rewards.parse_number, "regression": rewards.parse_number,
-         "temporal grounding": rewards.parse_span}
-"""How the answer is read for the types whose reasoning can be compared with it."""
+_CONCLUDES = {"multiple choice", "grounded QA", "numerical", "regression", "temporal grounding"}
+"""The types whose reasoning can be compared with the answer (read by rewards.PARSERS)."""
 
 
 def _outside(completion: str, sample) -> bool:
@@ -53,12 +46,13 @@ def _outside(completion: str, sample) -> bool:
 
 def reasoning_answer(completion: str, sample) -> object | None:
     """What the <think> part concludes, read as the answer would be: the last option the
-    reasoning names (its letter, or the option's text), the last number, or the last span.
+    reasoning names (its letter, or the option's text), the last number (in the answer's
+    grammar, rewards.find_numbers: "1,200" is 1200), or the last span.
     None when the reasoning names none, or for types without one (OCR, free-form, tracking).
     A heuristic for the taxonomy, not a metric: e.g. "The white square is first." -> the letter
     of the option "white square"."""
     think = rewards.last_tagged(completion, "think")
-    if think is None or sample is None or sample.problem_type not in _READ:
+    if think is None or sample is None or sample.problem_type not in _CONCLUDES:
         return None
     kind = sample.problem_type
     if kind in ("multiple choice", "grounded QA"):
@@ -74,12 +68,12 @@ def reasoning_answer(completion: str, sample) -> object | None:
                     named.append((at + len(needle), letter))
         return max(named)[1] if named else None
     if kind in ("numerical", "regression"):
-        numbers = _NUMBER.findall(think)
-        return rewards.parse_number(numbers[-1]) if numbers else None
+        numbers = rewards.find_numbers(think)
+        return numbers[-1] if numbers else None
     return rewards.parse_span(think)  # temporal grounding
 
 
-def failure(trace: dict, sample=None, threshold: float = 0.5) -> str:
+def failure(trace: dict, sample=None, threshold: float = CORRECT) -> str:
     """The first reason of FAILURES that applies to a trace; `sample` (its data record) lets the
     two last checks see the video's duration and the options."""
     if trace["accuracy"] >= threshold:
@@ -96,12 +90,12 @@ def failure(trace: dict, sample=None, threshold: float = 0.5) -> str:
         return "time outside the video"
     concluded = reasoning_answer(completion, sample)
     if concluded is not None:
-        if _READ[sample.problem_type](answer) != concluded:
+        if rewards.PARSERS[sample.problem_type](answer) != concluded:
             return "answer not supported by the reasoning"
     return "wrong answer, valid format"
 
 
-def taxonomy(traces: list[dict], samples: dict | None = None, threshold: float = 0.5) -> dict[str, int]:
+def taxonomy(traces: list[dict], samples: dict | None = None, threshold: float = CORRECT) -> dict[str, int]:
     """Counts per FAILURES reason (every reason listed, zeros included): they add up to the
     traces, and all but "ok" add up to the wrong items. `samples`: problem_id -> data record."""
     counts = dict.fromkeys(FAILURES, 0)
@@ -110,7 +104,7 @@ def taxonomy(traces: list[dict], samples: dict | None = None, threshold: float =
     return counts
 
 
-def flips(before: list[dict], after: list[dict], threshold: float = 0.5) -> dict[str, list[str]]:
+def flips(before: list[dict], after: list[dict], threshold: float = CORRECT) -> dict[str, list[str]]:
     """Items that crossed the accuracy threshold between two models (e.g. SFT -> RFT)."""
     b = {t["problem_id"]: t["accuracy"] >= threshold for t in before}
     a = {t["problem_id"]: t["accuracy"] >= threshold for t in after}
@@ -120,7 +114,7 @@ def flips(before: list[dict], after: list[dict], threshold: float = 0.5) -> dict
 
 
 def flip_table(traces_by_model: dict[str, list[dict]], pairs=None,
-               threshold: float = 0.5) -> pd.DataFrame:
+               threshold: float = CORRECT) -> pd.DataFrame:
     """Items fixed and broken per task, one row per (pair, task) plus an "all" row per pair.
     `pairs`: (before, after) names, by default every pair in the dict's order (base_to_sft,
     base_to_rft, sft_to_rft, ...), so a change is always read forward in the study."""
@@ -141,8 +135,12 @@ def ranked(traces: list[dict], n: int) -> tuple[list[dict], list[dict]]:
 
 
 def show_frames(ax_row, clip, n: int | None = None) -> None:
-    """Draw up to len(ax_row) evenly spaced frames of a clip with their timestamps."""
+    """Draw up to len(ax_row) evenly spaced frames of a clip with their timestamps; when that
+    is fewer than the clip's, the first one says how many of them are drawn."""
     n = min(n or len(ax_row), len(clip.frames))  # an image is one frame
+    if n < len(clip.frames):
+        ax_row[0].text(0, -0.08, f"{n} of the {len(clip.frames)} frames", fontsize=7, va="top",
+                       transform=ax_row[0].transAxes)
     idx = np.linspace(0, len(clip.frames) - 1, n).round().astype(int)
     for ax in ax_row[n:]:
         ax.axis("off")

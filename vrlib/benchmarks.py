@@ -7,16 +7,38 @@ each number with the rule that combined it.
 Formats are the importers' (`vrlib.importers.FORMATS`): the Video-R1 eval schema (MVBench,
 TempCompass, VideoMME, VideoMMMU, VSI-Bench, MMVU), Charades-STA, VideoChat-R1's grounding
 (ActivityNet), GoT tracking and NExT-GQA. Frames, pixels and decoding are the study's own
-(params.yaml) unless overridden, and are written into the result. A crashed run resumes.
+(params.yaml) unless overridden, and are written into the result; the model loads as the
+`base` section says, through the study's own driver (`evaluate.run_model`). A crashed run
+resumes. The breakdowns use the benchmark's own keys (VSI-Bench's question types, Video-MME's
+duration groups and task types, MVBench's tasks), each with the rule that combined it.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from vrlib.evaluate import Trace, group_metrics
+
+MVBENCH_TASKS = {
+    "star": "Action Sequence, Action Prediction, Object Interaction",
+    "ssv2_video": "Action Antonym", "Moments_in_Time_Raw": "Fine-grained Action",
+    "FunQA_test": "Unexpected Action",
+    "clevrer": "Object Existence, Moving Direction, Moving Count, Moving Attribute, Counterfactual Inference",
+    "perception": "Object Shuffle, Action Count, State Change, Character Order",
+    "sta": "Action Localization", "scene_qa": "Scene Transition", "nturgbd": "Fine-grained Pose",
+    "vlnqa": "Egocentric Navigation", "tvqa": "Episodic Reasoning"}
+"""MVBench's video folder -> its tasks (MVBench's data_list, OpenGVLab/Ask-Anything
+video_chat2/mvbench.ipynb). Video-R1's eval JSON names no task, only the path, so three
+folders group several of the 20 tasks."""
+TASK_KEYS = {
+    "VSIBench": "VSI-Bench's question type (`original_question_type`)",
+    "VideoMME": "Video-MME's task type (`original_question_type`)",
+    "MMVU": "MMVU's question type (`original_question_type`)",
+    "MVBench": "MVBench's video folder of the path, with the tasks it holds (MVBENCH_TASKS)"}
+"""How each benchmark of Video-R1's eval names the groups of its items (`importers` labels)."""
 
 DURATIONS = ((0.0, 120.0, "short (< 2 min)"), (120.0, 900.0, "medium (2-15 min)"),
              (900.0, float("inf"), "long (>= 15 min)"))
@@ -29,12 +51,14 @@ def _score(name: str, value: float, n: int, combined: str, items: str = "all") -
     return {"metric": name, "items": items, "value": round(float(value), 2), "n": n, "combined": combined}
 
 
-def overall(traces: list[Trace], recalls: list[float]) -> list[dict]:
+def overall(traces: list[Trace], recalls: list[float], task_key: str = "") -> list[dict]:
     """The headline numbers of a benchmark, as its paper combines them:
     - Video-R1's eval (`mean_acc`, `mean_mra`): the mean accuracy over every item that is not
       regression, the mean MRA over regression items;
     - VSI-Bench's average: the mean over tasks of each task's accuracy or MRA (how Video-R1
-      merged its two numbers into one is undocumented, issue #47, so both are given);
+      merged its two numbers into one is undocumented, issue #47, so both are given), over
+      the question types the records name when `task_key` says so (MVBench's Avg. over its
+      20 tasks of 200 items each is `mean_acc`);
     - grounding (Charades-STA, ActivityNet): mIoU and R@k over items; GoT: mean box IoU
       ("overlap") and R@0.5; NExT-GQA: accuracy and evidence mIoU."""
     out = []
@@ -50,11 +74,11 @@ def overall(traces: list[Trace], recalls: list[float]) -> list[dict]:
                           "mean over regression items of MRA, thresholds 0.50..0.95: Video-R1's "
                           "eval_bench", "regression"))
     tasks = sorted({t.task for t in traces})
-    if acc and by_type.get("regression"):
+    if (acc and by_type.get("regression")) or task_key:
         per_task = [group_metrics([t for t in traces if t.task == k], recalls) for k in tasks]
         out.append(_score("task_mean", np.mean([m.get("MRA", m["accuracy"]) for m in per_task]), len(traces),
-                          f"mean over the {len(tasks)} tasks of each task's accuracy (MRA for "
-                          "regression tasks): VSI-Bench's Avg."))
+                          f"mean over the {len(tasks)} tasks ({task_key or 'data_source'}) of each "
+                          "task's accuracy (MRA for regression tasks): VSI-Bench's Avg."))
     for kind, names, how in (
             ("temporal grounding", ["mIoU", *[f"R@{k}" for k in recalls]],
              "over items: mean temporal IoU, share with IoU >= k; an unparsable answer is IoU 0 (VideoChat-R1)"),
@@ -70,12 +94,14 @@ def overall(traces: list[Trace], recalls: list[float]) -> list[dict]:
     return out
 
 
-def breakdown(traces: list[Trace], recalls: list[float], key) -> dict:
-    """The metrics of each group of traces (`key(trace)` names the group)."""
+def breakdown(traces: list[Trace], recalls: list[float], key, name: str) -> dict:
+    """The metrics of each group of traces (`key(trace)` names the group), and how."""
     groups: dict[str, list[Trace]] = {}
     for t in traces:
         groups.setdefault(key(t), []).append(t)
-    return {g: group_metrics(rows, recalls) for g, rows in sorted(groups.items())}
+    return {"key": name, "combined": "per group, its items combined as `overall` combines them "
+            "(mean accuracy, MRA, mIoU and R@k), values in percent",
+            "groups": {g: group_metrics(rows, recalls) for g, rows in sorted(groups.items())}}
 
 
 def duration_group(t: Trace) -> str:
@@ -84,53 +110,69 @@ def duration_group(t: Trace) -> str:
     return next(name for lo, hi, name in DURATIONS if lo <= t.duration < hi)
 
 
-def summarize(traces: list[Trace], recalls: list[float], settings: dict) -> dict:
+def _benchmark(labels: dict[str, dict]) -> str:
+    """The benchmark of Video-R1's eval the items come from, "" if none or several."""
+    names = {v.get("benchmark", "") for v in labels.values()}
+    return names.pop() if len(names) == 1 and not names & {""} else ""
+
+
+def summarize(traces: list[Trace], recalls: list[float], settings: dict,
+              labels: dict[str, dict] | None = None) -> dict:
     """Everything a benchmark run reports: the settings, the headline numbers with how each
-    was combined, and the breakdowns by problem type, task and duration."""
-    return {"settings": settings, "n": len(traces), "overall": overall(traces, recalls),
-            "by_problem_type": breakdown(traces, recalls, lambda t: t.problem_type),
-            "by_task": breakdown(traces, recalls, lambda t: t.task),
-            "by_duration": breakdown(traces, recalls, duration_group)}
+    was combined, and the breakdowns by problem type, task and duration, under the
+    benchmark's own keys where its records carry them (`importers.Imported.labels`)."""
+    labels = labels or {}
+    bench = _benchmark(labels)
+    task_key = TASK_KEYS.get(bench, "")
+
+    def task(t: Trace) -> str:
+        name = labels.get(t.problem_id, {}).get("task", "") if task_key else ""
+        if bench == "MVBench" and name in MVBENCH_TASKS:
+            name = f"{name}: {MVBENCH_TASKS[name]}"
+        return name or t.task
+
+    traces = [replace(t, task=task(t)) for t in traces]
+    own = {labels.get(t.problem_id, {}).get("duration", "") for t in traces}
+    if "" in own:  # measured from the file
+        durations = (duration_group, "the video's measured length: short < 2 min, medium 2-15 "
+                                     "min, long >= 15 min (Video-MME's groups closed into a partition)")
+    else:
+        durations = (lambda t: labels[t.problem_id]["duration"],
+                     "the record's own duration group (`duration`: Video-MME's short, medium, long)")
+    return {"settings": settings, "n": len(traces), "benchmark": bench,
+            "overall": overall(traces, recalls, task_key if bench == "VSIBench" else ""),
+            "by_problem_type": breakdown(traces, recalls, lambda t: t.problem_type, "problem_type"),
+            "by_task": breakdown(traces, recalls, lambda t: t.task, task_key or "data_source"),
+            "by_duration": breakdown(traces, recalls, durations[0], durations[1])}
 
 
 def run(fmt: str, path: str, media_root: str, *, model_dir: str, adapters: list[str], name: str,
-        out_dir: str, dcfg, cfg, tcr: bool = False, on_bad_media: str = "stop") -> dict:
-    """Import the benchmark file, decode (resuming a crashed run), score, and write
-    `<out_dir>/<name>.jsonl` (every trace) and `<out_dir>/<name>.json` (the summary)."""
-    from vrlib import importers, tcr as tcr_
-    from vrlib.data import atomic_write_json, load_media
-    from vrlib.evaluate import decode, resume_key, score_traces, settings, write_traces
-    from vrlib.model import load_policy, load_processor
+        out_dir: str, dcfg, bcfg, cfg, tcr: bool = False, on_bad_media: str = "stop",
+        on_bad_record: str = "stop") -> dict:
+    """Import the benchmark file, run the model on it (`evaluate.run_model`: loaded as `bcfg`
+    says, resuming a crashed run), and write `<out_dir>/<name>.jsonl` (every trace) and
+    `<out_dir>/<name>.json` (the summary, with the records and media skipped)."""
+    from vrlib import importers
+    from vrlib.data import atomic_write_json
+    from vrlib.evaluate import run_model, settings
 
     if fmt not in importers.FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(importers.FORMATS)}")
-    got = importers.FORMATS[fmt](path, media_root, on_bad_media=on_bad_media)
-    samples, paths = got.samples, [Path(s.path) for s in got.samples]
+    got = importers.FORMATS[fmt](path, media_root, on_bad_media=on_bad_media, on_bad_record=on_bad_record)
     setup = settings(dcfg, cfg) | {"format": fmt, "file": str(path), "model": model_dir,
                                    "adapters": list(adapters), "tcr": tcr,
-                                   "skipped_bad_media": len(got.skipped)}
+                                   "skipped_bad_media": len(got.skipped),
+                                   "skipped_bad_records": len(got.bad_records)}
     if tcr:
         setup |= {"tcr_low": cfg.tcr_low, "tcr_high": cfg.tcr_high, "tcr_pad": cfg.tcr_pad}
     out = Path(out_dir)
-    key = resume_key(setup, path, model_dir, adapters)
-    model, processor = load_policy(model_dir, adapters), load_processor(model_dir)
-    partial = out / f".{name}.partial"
-    if tcr:
-        got2 = tcr_.two_pass(model, processor, samples, paths, setup, low=cfg.tcr_low,
-                             high=cfg.tcr_high, pad=cfg.tcr_pad, partial_dir=partial, key=key)
-        texts, truncated = got2.texts, got2.truncated
-    else:
-        clips = [load_media(p, s.data_type, fps=setup["fps"], min_frames=setup["min_frames"],
-                            max_frames=setup["max_frames"]) for s, p in zip(samples, paths)]
-        texts, truncated = decode(model, processor, samples, clips, batch_size=cfg.batch_size,
-                                  max_new_tokens=cfg.max_new_tokens, max_pixels=setup["max_pixels"],
-                                  partial=partial / "decode.jsonl", key=key)
-    traces = score_traces(name, samples, texts, truncated)
-    write_traces(out / f"{name}.jsonl", traces)
-    summary = summarize(traces, cfg.recalls, setup)
+    done = run_model(name, got.samples, [Path(s.path) for s in got.samples], setup, model_dir=model_dir,
+                     adapters=adapters, bcfg=bcfg, items=path, partial_dir=out / f".{name}.partial",
+                     traces_path=out / f"{name}.jsonl",
+                     tcr={"low": cfg.tcr_low, "high": cfg.tcr_high, "pad": cfg.tcr_pad} if tcr else None)
+    summary = summarize(done.traces, cfg.recalls, setup, got.labels) | {"skipped": {
+        "bad_media": [f"{p}: {why}" for p, why in got.skipped], "bad_records": got.bad_records}}
     atomic_write_json(out / f"{name}.json", summary)
-    for f in sorted(partial.glob("*.jsonl")) if partial.is_dir() else []:
-        f.unlink()
     return summary
 
 
@@ -151,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-pixels", type=int, help="override evaluation.max_pixels")
     ap.add_argument("--tcr", action="store_true", help="Temporal Clue-driven Reasoning (two passes)")
     ap.add_argument("--skip-bad-media", action="store_true", help="skip and count missing videos")
+    ap.add_argument("--skip-bad-records", action="store_true",
+                    help="skip and list records that break the schema (e.g. start > end)")
     args = ap.parse_args(argv)
     params = config.load(args.params)
     cfg = params.evaluation
@@ -158,10 +202,13 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, field) is not None:
             setattr(cfg, field, getattr(args, field))
     summary = run(args.format, args.path, args.media_root, model_dir=args.model, adapters=args.adapters,
-                  name=args.name, out_dir=args.out, dcfg=params.data, cfg=cfg, tcr=args.tcr,
-                  on_bad_media="skip" if args.skip_bad_media else "stop")
+                  name=args.name, out_dir=args.out, dcfg=params.data, bcfg=params.base, cfg=cfg,
+                  tcr=args.tcr, on_bad_media="skip" if args.skip_bad_media else "stop",
+                  on_bad_record="skip" if args.skip_bad_records else "stop")
     for s in summary["overall"]:
         print(f"{s['metric']:>10} {s['value']:6.2f}  n={s['n']}  ({s['combined']})")
+    skipped = summary["skipped"]
+    print(f"skipped: {len(skipped['bad_media'])} for bad media, {len(skipped['bad_records'])} bad records")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import yaml
 
+from vrlib.schema import FAMILIES, ON_BAD_MEDIA, SPLITS
+
 
 class ParamsError(ValueError):
     """A params.yaml section has a key no stage reads, or a value of the wrong kind."""
 
 
 DTYPES = ("float32", "bfloat16", "float16")
-
-ALL_FAMILIES = ("grounding", "tracking", "choice", "order", "count", "distance", "ocr",
-                "describe", "gqa", "cups", "image")
 
 
 @dataclass
@@ -39,7 +38,10 @@ class DataParams:
     """items (question + solution) for GRPO, drawn from `families`."""
     n_eval: int = 220
     """held-out items for evaluation (never seen in training), drawn from `families`."""
-    families: dict = field(default_factory=lambda: {f: 1 for f in ALL_FAMILIES})
+    n_val: int = 220
+    """validation items, drawn like `eval` from a stream of their own: every choice of recipe,
+    checkpoint or variant is made on them, so `eval` (the test split) only reports."""
+    families: dict = field(default_factory=lambda: {f: 1 for f in FAMILIES})
     """task family -> integer weight in the sft, rl and eval splits (vrlib.tasks; 0 leaves it out)."""
     kim: bool = True
     """write a key-information-missing copy of each rl video (VideoPerceiver), named in `kim_path`."""
@@ -66,6 +68,19 @@ class DataParams:
     on_bad_media: str = "stop"
     """stop | skip: what an import does with a missing or undecodable media file (skips are
     counted in metrics/data.json)."""
+    on_bad_record: str = "stop"
+    """stop | skip: what an import does with a record that breaks the schema (a moment with
+    start > end, a letter that is not an option); skips are listed as file:where: why in
+    metrics/data.json."""
+
+    def __post_init__(self):
+        for name in ("on_bad_media", "on_bad_record"):
+            if getattr(self, name) not in ON_BAD_MEDIA:
+                raise ParamsError(f"params.yaml: data.{name}={getattr(self, name)!r}; known: 'stop', 'skip'")
+        unknown = sorted(set(self.imports) - set(SPLITS))
+        if unknown:
+            raise ParamsError(f"params.yaml: data.imports has unknown split(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(SPLITS)}")
 
 
 @dataclass
@@ -87,9 +102,12 @@ class BaseParams:
     tasks_lr: float = 1e-3
     """AdamW learning rate of the second phase."""
     batch_size: int = 16
+    """examples per optimizer step, in both phases."""
     lr: float = 1e-3
-    """AdamW learning rate; the tiny model stalls at 1e-3 without clipping (environment notes)."""
+    """AdamW learning rate of the first phase; the tiny model stayed at chance at 1e-3 without
+    clipping (1,200 steps), and learned with `grad_clip`."""
     grad_clip: float = 1.0
+    """gradient norm clip in both phases (0: none)."""
     dtype: str = "float32"
     """float32 | bfloat16 | float16: weights outside the 4-bit layers and the 4-bit compute dtype,
     in every stage that loads the model (bfloat16 on a GPU)."""
@@ -111,15 +129,21 @@ class SFTParams:
     """Stage `sft`: LoRA cold start on chain-of-thought targets, loss on assistant tokens only."""
 
     steps: int = 120
+    """optimizer steps of the LoRA cold start (real models: 1000, about one pass over a small set)."""
     batch_size: int = 16
     """examples per micro-batch."""
     grad_accum: int = 1
     """micro-batches per optimizer step (Video-R1's SFT: batch 1, accumulation 2)."""
     lr: float = 3e-3
+    """AdamW learning rate of the LoRA weights (Video-R1's full fine-tune: 1e-6)."""
     grad_clip: float = 1.0
+    """gradient norm clip (Video-R1: 5)."""
     lora_r: int = 16
+    """LoRA rank on the language model's projections (the vision tower stays frozen)."""
     lora_alpha: int = 32
+    """LoRA scale numerator: the update is scaled by lora_alpha / lora_r."""
     lora_dropout: float = 0.0
+    """dropout on the LoRA input; 0 keeps a step deterministic."""
     load_in_4bit: bool = False
     """QLoRA: nf4 + double quantisation of the base weights (bitsandbytes)."""
     gradient_checkpointing: bool = False
@@ -130,7 +154,11 @@ class SFTParams:
 class RFTParams:
     """Stage `rft`: GRPO on the RL split, starting from the SFT model (its adapter merged)."""
 
-    steps: int = 10
+    seed: int = 0
+    """the RL run's seed (question order, rollout sampling, LoRA init), apart from the study's
+    `seed` (data, base, SFT): `-S rft.seed=1` reruns RL alone; `make ablations` runs 0, 1, 2."""
+    steps: int = 40
+    """policy-update steps; raising it extends a run from its last checkpoint (Video-R1: ~1k)."""
     prompts_per_step: int = 4
     """questions per step; each gets `group_size` rollouts."""
     group_size: int = 8
@@ -140,14 +168,19 @@ class RFTParams:
     samples broken formats at 0.4 and above (every reward 0, no signal); at 0.2 ~95% are
     well formed and 50-100% of groups have reward variance."""
     top_p: float = 1.0
+    """nucleus sampling of the rollouts (Video-R1: 0.95 at temperature 1)."""
     max_completion_length: int = 96
     """most new tokens per rollout (Video-R1: 768 on real models)."""
     lr: float = 1e-4
+    """AdamW learning rate of the RFT adapter; 5e-4 made greedy evaluation worse within 25 steps."""
     grad_clip: float = 1.0
+    """gradient norm clip (Video-R1: 5)."""
     beta: float = 0.04
     """k3 KL coefficient to the reference policy (Video-R1: 0.04); 0 skips the reference forward."""
     epsilon_low: float = 0.2
+    """the ratio is clipped below at 1 - epsilon_low (PPO)."""
     epsilon_high: float = 0.2
+    """the ratio is clipped above at 1 + epsilon_high (DAPO's clip-higher: 0.28)."""
     loss_type: str = "grpo"
     """grpo | bnpo | dapo | dr_grpo (aggregation as TRL documents it)."""
     scale_rewards: str = "group"
@@ -157,10 +190,11 @@ class RFTParams:
     log-probs are kept, so clipping acts from the second update on."""
     init: str = "sft"
     """sft | base: the policy RFT starts from (base = the "no SFT cold start" ablation)."""
-    algo: str = "grpo"
+    algo: str = "t_grpo"
     """grpo | t_grpo (Video-R1's T-GRPO: group_size // 2 extra rollouts per video on shuffled
     frames, a bonus for correct answers when the ordered video helps)."""
     temporal_alpha: float = 0.3
+    """T-GRPO's bonus for a correct answer when the ordered video helps (Video-R1 sec. 3.2: 0.3)."""
     temporal_mu: float = 1.0
     """bonus when p >= mu * p~ (paper: 1.0; Video-R1's code: 0.8)."""
     temporal_threshold: float = 0.1
@@ -169,31 +203,62 @@ class RFTParams:
     """relative reward (VideoPerceiver, our hypothesis): group_size // 2 extra rollouts per
     video on its key-information-missing copy (`kim_path`)."""
     relative_alpha: float = 0.3
+    """size of the relative bonus, as `temporal_alpha`."""
     relative_form: str = "indicator"
     """indicator | margin (grpo.relative_bonus)."""
-    bonus_mode: str = "reward"
-    """reward | advantage: where the temporal and relative bonuses are added (grpo.bonus_advantages)."""
+    bonus_mode: str = "advantage"
+    """reward | advantage: where the temporal and relative bonuses are added (grpo.bonus_advantages).
+    Video-R1 adds them to the reward, where group normalisation erases a bonus on a binary
+    accuracy (Video-R1 issue #51); on the advantage it survives."""
     length_bonus: bool = False
     """Video-R1's length control: +length_omega to correct answers of length_min..length_max tokens."""
     length_omega: float = 0.2
+    """the length bonus (Video-R1: 0.2)."""
     length_min: int = 320
+    """shortest completion, in tokens, that earns the length bonus (Video-R1: 320)."""
     length_max: int = 512
+    """longest completion, in tokens, that earns the length bonus (Video-R1: 512)."""
+    importance_sampling: str = "token"
+    """token | sequence: one ratio per token (PPO, GRPO) or per completion, the exp of its mean
+    token log-ratio (GSPO, Zheng et al. 2025, arXiv 2507.18071; the paper clips it at
+    3e-4 / 4e-4: set epsilon_low / epsilon_high so)."""
+    cispo_cap: float = 5.0
+    """loss_type cispo (MiniMax-M1, arXiv 2506.13585): the cap on the detached importance weight
+    (TRL and ms-swift take epsilon_high = 5.0 for it)."""
+    dynamic_sampling: bool = False
+    """DAPO's dynamic sampling (Yu et al. 2025, arXiv 2503.14476 sec. 3.2): groups whose rewards
+    are all equal are left out and more questions are drawn, `prompts_per_step` at a time, until
+    `prompts_per_step` groups have signal or `max_draws` questions were tried."""
+    max_draws: int = 12
+    """most questions drawn per step under dynamic sampling (a multiple of prompts_per_step)."""
+    overlong_buffer: int = 0
+    """DAPO's soft overlong punishment (grpo.overlong_penalty): the last `overlong_buffer`
+    tokens before max_completion_length cost up to -1 reward; 0 turns it off (DAPO: 4096 of 20480)."""
+    mask_truncated: bool = False
+    """no loss on a completion cut at max_completion_length (TRL's mask_truncated_completions)."""
     lora_r: int = 16
+    """LoRA rank of the RFT adapter, stacked on the frozen SFT adapter."""
     lora_alpha: int = 32
+    """LoRA scale numerator: the update is scaled by lora_alpha / lora_r."""
     lora_dropout: float = 0.0
+    """dropout on the LoRA input; 0 keeps rollouts and the update on the same function."""
     load_in_4bit: bool = False
+    """QLoRA: nf4 + double quantisation of the base weights (bitsandbytes)."""
     gradient_checkpointing: bool = False
-    checkpoint_every: int = 25
+    """recompute activations in the backward pass: less memory, more time (real models)."""
+    checkpoint_every: int = 10
     """steps between checkpoints (adapter + optimizer + step logs); a rerun resumes from the
     last one whose params match."""
     keep_checkpoints: int = 2
+    """newest checkpoints kept per run; older ones are deleted."""
     num_processes: int = 1
     """> 1: the notebook runs the loop under `accelerate launch` with this many processes."""
     accelerate_config: str = ""
     """an accelerate config file for the launch (empty: DDP on the local devices)."""
 
     def __post_init__(self):
-        choices = {"algo": ("grpo", "t_grpo"), "init": ("sft", "base"), "loss_type": ("grpo", "bnpo", "dapo", "dr_grpo"),
+        choices = {"algo": ("grpo", "t_grpo"), "init": ("sft", "base"), "loss_type": ("grpo", "bnpo", "dapo", "dr_grpo", "cispo"),
+                   "importance_sampling": ("token", "sequence"),
                    "scale_rewards": ("group", "batch", "none"), "bonus_mode": ("reward", "advantage"),
                    "relative_form": ("indicator", "margin")}
         for name, known in choices.items():
@@ -202,6 +267,9 @@ class RFTParams:
         if self.num_processes < 1 or self.prompts_per_step % self.num_processes:
             raise ParamsError(f"params.yaml: rft.prompts_per_step={self.prompts_per_step} must be a "
                               f"multiple of rft.num_processes={self.num_processes}")
+        if self.dynamic_sampling and (self.max_draws < self.prompts_per_step or self.max_draws % self.prompts_per_step):
+            raise ParamsError(f"params.yaml: rft.max_draws={self.max_draws} must be a multiple of "
+                              f"rft.prompts_per_step={self.prompts_per_step}")
 
 
 @dataclass
@@ -209,6 +277,7 @@ class EvalParams:
     """Stage `evaluation` (not `eval`: papermill would shadow the builtin)."""
 
     max_new_tokens: int = 96
+    """most new tokens per greedy answer (Video-R1's evaluation: 1024)."""
     batch_size: int = 32
     """items per greedy `generate` call; a crash resumes after the last finished batch."""
     recalls: list = field(default_factory=lambda: [0.3, 0.5, 0.7])
@@ -223,7 +292,7 @@ class EvalParams:
     """also evaluate the RFT model with Temporal Clue-driven Reasoning (VideoChat-R1), as `rft_tcr`."""
     tcr_low: float = 0.5
     """first pass: fps and pixel budget times this (the paper gives no value)."""
-    tcr_high: float = 2.0
+    tcr_high: float = 4.0
     """second pass, on the clue segments: fps and pixel budget times this (no value in the paper)."""
     tcr_pad: float = 0.5
     """seconds added before and after each clue segment (the paper gives no padding)."""
@@ -234,6 +303,7 @@ class AnalysisParams:
     """Stage `analysis`: how many best and worst items to show with their frames."""
 
     n_show: int = 3
+    """best and worst items per model shown with their frames."""
 
 
 @dataclass
@@ -248,11 +318,17 @@ class Params:
     seed: int = 0
     """one seed for the study; each stage derives its own streams from it."""
     data: DataParams = field(default_factory=DataParams)
+    """stage `data` (01_data)."""
     base: BaseParams = field(default_factory=BaseParams)
+    """stage `base` (02_base_model); its dtype and attention settings hold for every stage."""
     sft: SFTParams = field(default_factory=SFTParams)
+    """stage `sft` (03_sft_cold_start)."""
     rft: RFTParams = field(default_factory=RFTParams)
+    """stage `rft` (04_rft)."""
     evaluation: EvalParams = field(default_factory=EvalParams)
+    """stage `eval` (05_eval)."""
     analysis: AnalysisParams = field(default_factory=AnalysisParams)
+    """stage `analysis` (06_error_analysis)."""
 
 
 def parse(cls, values: dict | None, where: str = ""):

@@ -1,4 +1,4 @@
-"""The one record schema (Video-R1's fields plus duration and fps), strict JSONL I/O, splits.
+"""Records of the one schema (`vrlib.schema.Sample`): strict JSONL I/O, media, splits.
 
 A malformed record stops the stage with file, line and field in the message: a research
 record that silently drops or defaults a field gives results nobody can trust.
@@ -10,49 +10,18 @@ import hashlib
 import json
 import math
 import os
-import re
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable
 
 from vrlib import tasks, video
-# DESIGN.md "Data contract": Video-R1's five types, plus VideoChat-R1's grounding and
-# tracking and VideoChat-R1's grounded QA (answer + <glue> evidence segments). One tuple,
-# defined beside the rewards that score each type, re-exported here for the record checks.
-from vrlib.rewards import PROBLEM_TYPES
-
-DATA_TYPES = ("video", "image")
-
-_ANSWER = re.compile(r"<answer>.*</answer>", re.DOTALL)
-_ANSWER_GLUE = re.compile(r"<answer>.*</answer><glue>.*</glue>", re.DOTALL)
-_THINK = re.compile(r"<think>.*</think>", re.DOTALL)
+from vrlib.schema import (DATA_TYPES, FIELDS, OPTIONAL, PROBLEM_TYPES, PROCESS, SOLUTION,
+                          SOLUTION_GLUE, Sample)
 
 
 class RecordError(ValueError):
     """A record breaks the schema; the message reads `file:line: field 'name': why`."""
-
-
-@dataclass
-class Sample:
-    """One question about one video or image, in the format the model must answer."""
-
-    problem_id: str  # unique within a file
-    problem: str  # the question; `prompts.user_text` adds the options and the answer format
-    data_type: str  # "video" | "image"
-    problem_type: str  # one of PROBLEM_TYPES; picks the reward
-    options: list[str]  # ["A. ...", ...] for multiple choice, else []
-    solution: str  # "<answer>...</answer>" (+ "<glue>...</glue>" for grounded QA)
-    path: str  # media file, relative to the JSONL's directory (absolute kept as is)
-    data_source: str  # where it came from, e.g. "world/grounding"
-    duration: float  # seconds; 0.0 for images
-    fps: float  # the file's native fps; 0.0 for images
-    process: str = ""  # "<think>...</think>" chain of thought for the SFT cold start, or ""
-    kim_path: str = ""  # the key-information-missing copy of the video (VideoPerceiver), or ""
-
-
-FIELDS = tuple(f.name for f in fields(Sample))
-OPTIONAL = ("process", "kim_path")
 
 
 class _FieldError(ValueError):
@@ -96,12 +65,12 @@ def _to_sample(record: Any) -> Sample:
     if r["problem_type"] == "multiple choice" and not r["options"]:
         raise _FieldError("options", "multiple choice needs options")
     if r["problem_type"] == "grounded QA":
-        pattern, shape = _ANSWER_GLUE, "'<answer>...</answer><glue>...</glue>'"
+        pattern, shape = SOLUTION_GLUE, "'<answer>...</answer><glue>...</glue>'"
     else:
-        pattern, shape = _ANSWER, "'<answer>...</answer>'"
+        pattern, shape = SOLUTION, "'<answer>...</answer>'"
     if not pattern.fullmatch(r["solution"]):
         raise _FieldError("solution", f"expected {shape}, got {_show(r['solution'])}")
-    if r["process"] and not _THINK.fullmatch(r["process"]):
+    if r["process"] and not PROCESS.fullmatch(r["process"]):
         why = f"expected '' or '<think>...</think>', got {_show(r['process'])}"
         raise _FieldError("process", why)
     r["duration"], r["fps"] = float(r["duration"]), float(r["fps"])

@@ -3,7 +3,7 @@
 Scoring reuses the reward parsers (`vrlib.rewards`), so training and evaluation cannot
 drift apart in how an answer is read. The video settings default to training's and are
 recorded with the results (`settings`): Video-R1's released numbers used other frames and
-pixels than its training, undocumented (research facts sec. 1.9).
+pixels than its training, undocumented (Video-R1's README and `src/eval_bench.py`; issue #11).
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vrlib import rewards
+from vrlib import rewards, stats
 from vrlib.data import atomic_write_lines, digest, family
 from vrlib.rollout import generate
+from vrlib.schema import MODELS
 
 
 @dataclass
@@ -111,6 +112,53 @@ def decode(model, processor, samples: list, clips: list, *, batch_size: int,
     return [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]
 
 
+@dataclass
+class ModelRun:
+    """One model's evaluation by `run_model`: its scored traces, and TCR's two passes if asked."""
+
+    traces: list[Trace]
+    two_pass: object = None  # tcr.TwoPass: both passes and the span each item's second pass saw
+
+
+def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: str | os.PathLike,
+              adapters: list, bcfg, items: str | os.PathLike, partial_dir: str | os.PathLike,
+              traces_path: str | os.PathLike, clips: list | None = None, tcr: dict | None = None,
+              processor=None) -> ModelRun:
+    """The one evaluation driver, for the study (notebook 05) and `vrlib.benchmarks` alike.
+
+    Loads `model_dir` + `adapters` as params.yaml's `base` section says (`bcfg`: dtype, 4-bit
+    storage, attention, device; a real 7B is never loaded in fp32 on the CPU), decodes every
+    item greedily, or in TCR's two passes with `tcr` = {"low", "high", "pad"}, resuming a
+    crashed run from `partial_dir` (keyed by `resume_key` on `setup`, the `items` file and the
+    weights), scores, writes the traces to `traces_path`, then removes the partial files.
+    `clips` are the items' media already sampled as `setup` says (else decoded from `paths`).
+    """
+    from vrlib import tcr as tcr_  # tcr imports this module
+    from vrlib.data import load_media
+    from vrlib.model import load_kwargs, load_policy, load_processor
+
+    key = resume_key(setup | ({"tcr": tcr} if tcr else {}), items, model_dir, adapters)
+    model = load_policy(model_dir, adapters, **load_kwargs(bcfg))
+    processor = processor if processor is not None else load_processor(model_dir)
+    partial_dir, two = Path(partial_dir), None
+    if tcr:
+        two = tcr_.two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
+                            pad=tcr["pad"], partial_dir=partial_dir, key=key)
+        texts, truncated = two.texts, two.truncated
+    else:
+        if clips is None:
+            clips = [load_media(p, s.data_type, fps=setup["fps"], min_frames=setup["min_frames"],
+                                max_frames=setup["max_frames"]) for s, p in zip(samples, paths)]
+        texts, truncated = decode(model, processor, samples, clips, batch_size=setup["batch_size"],
+                                  max_new_tokens=setup["max_new_tokens"], max_pixels=setup["max_pixels"],
+                                  partial=partial_dir / "decode.jsonl", key=key)
+    traces = score_traces(name, samples, texts, truncated)
+    write_traces(traces_path, traces)
+    for f in sorted(partial_dir.glob("*.jsonl")) if partial_dir.is_dir() else []:
+        f.unlink()  # finished: nothing left to resume
+    return ModelRun(traces, two)
+
+
 # ----------------------------------------------------------------------------- scoring
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
@@ -122,6 +170,14 @@ def scored_text(completion: str) -> str:
     if rewards.extract_answer(completion) is not None:
         return completion
     return f"<answer>{_THINK.sub('', completion).strip()}</answer>"
+
+
+def reward_values(completion: str, sample) -> dict[str, float]:
+    """Every reward of `rewards.REWARDS` as a trace logs it: accuracy on `scored_text`, format
+    and evidence IoU on the raw output."""
+    read = scored_text(completion)
+    return {name: reward(read if name == "accuracy" else completion, sample)
+            for name, reward in rewards.REWARDS.items()}
 
 
 def _mra(completion: str, sample) -> float:
@@ -139,8 +195,7 @@ def score_traces(name: str, samples: list, texts: list[str], truncated: list[boo
         traces.append(Trace(
             model=name, problem_id=s.problem_id, task=family(s), problem_type=s.problem_type,
             problem=s.problem, solution=s.solution, completion=t,
-            format=rewards.format_reward(t, s), accuracy=rewards.accuracy_reward(read, s),
-            truncated=bool(tr), glue_iou=rewards.glue_iou_reward(t, s),
+            truncated=bool(tr), **reward_values(t, s),
             mra=_mra(read, s) if s.problem_type == "regression" else 0.0,
             answer=rewards.extract_answer(read) or "", duration=float(s.duration)))
     return traces
@@ -185,16 +240,51 @@ def headline(m: dict) -> float:
     return m[HEADLINE.get(m["problem_type"], "accuracy")]
 
 
+# ----------------------------------------------------------------------------- intervals
+PAIRS = (("sft", "base"), ("rft", "sft"), ("rft_tcr", "rft"))
+"""The differences reported with their intervals: each model against the one it starts from."""
+
+
+def item_scores(traces: list) -> dict[str, dict[str, float]]:
+    """task -> {problem_id: the item's headline score in percent}: the values whose mean is the
+    task's `headline` (IoU for grounding, MRA for regression, the accuracy reward otherwise).
+    Takes `Trace` records or the dicts of a traces file."""
+    rows = [t if isinstance(t, dict) else asdict(t) for t in traces]
+    out = {}
+    for task in sorted({r["task"] for r in rows}):
+        group = [r for r in rows if r["task"] == task]
+        kind = HEADLINE.get("+".join(sorted({r["problem_type"] for r in group})), "accuracy")
+        out[task] = {r["problem_id"]: 100 * (r["mra"] if kind == "MRA" else r["accuracy"]) for r in group}
+    return out
+
+
+def differences(traces: dict[str, list], *, split: str, seed: int, pairs=PAIRS) -> dict:
+    """Every reported difference `a - b` between two models on the same items, per task and
+    over tasks (mean of the tasks' headlines), with its paired 95% bootstrap interval
+    (`vrlib.stats`): `metrics/<split>_diffs.json`. Pairs whose models were not run are left out."""
+    scores = {name: item_scores(rows) for name, rows in traces.items()}
+    out = {"split": split, "metric": "headline per task (evaluate.HEADLINE), percent points",
+           "confidence": stats.CONFIDENCE, "n_resamples": stats.N_RESAMPLES, "seed": seed,
+           "method": "paired percentile bootstrap, items resampled within each task (scipy.stats.bootstrap)",
+           "differences": {}}
+    for a, b in pairs:
+        if a not in scores or b not in scores:
+            continue
+        ids = {task: sorted(items) for task, items in scores[b].items()}
+        if {t: sorted(i) for t, i in scores[a].items()} != ids:
+            raise ValueError(f"{a} and {b} were not evaluated on the same items")
+        get = lambda name: {t: np.array([scores[name][t][i] for i in ids[t]]) for t in ids}  # noqa: E731
+        out["differences"][f"{a} - {b}"] = {k: iv.as_dict() for k, iv in stats.paired(get(a), get(b), seed=seed).items()}
+    return out
+
+
 def write_traces(path, traces: list[Trace]) -> None:
     """One JSON object per line, written whole or not at all."""
     atomic_write_lines(path, (json.dumps(asdict(t)) + "\n" for t in traces))
 
 
-STAGE_ORDER = ["base", "sft", "rft", "rft_tcr"]
-
-
 def _models(metrics: dict) -> list[str]:
-    return sorted(metrics, key=lambda n: (STAGE_ORDER + [n]).index(n))
+    return sorted(metrics, key=lambda n: (list(MODELS) + [n]).index(n))
 
 
 def results_table(metrics: dict, task: str = "grounding") -> str:
@@ -208,17 +298,20 @@ def results_table(metrics: dict, task: str = "grounding") -> str:
     return "\n".join(lines)
 
 
-def overview_table(metrics: dict) -> str:
+def overview_table(metrics: dict, diffs: dict | None = None) -> str:
     """Every task for the README: a row per task, a column per model, the task's headline metric
-    (HEADLINE), and the unweighted mean over tasks."""
+    (HEADLINE), and the unweighted mean over tasks; with `diffs` (`differences`), a column per
+    difference, `+4.1 [+1.2, +7.0]`, its 95% interval."""
     models = _models(metrics)
     tasks = sorted(next(iter(metrics.values())))
-    lines = ["| task | metric | n | " + " | ".join(models) + " |", "|---" * (len(models) + 3) + "|"]
+    pairs = list((diffs or {}).get("differences", {}))
+    lines = ["| task | metric | n | " + " | ".join(models + pairs) + " |", "|---" * (len(models) + len(pairs) + 3) + "|"]
+    cells = lambda key: [stats.fmt(diffs["differences"][p][key]) for p in pairs]  # noqa: E731
     for task in tasks:
         m0 = metrics[models[0]][task]
         name = HEADLINE.get(m0["problem_type"], "accuracy")
         lines.append(f"| {task} | {name} | {m0['n']} | "
-                     + " | ".join(f"{headline(metrics[x][task]):.1f}" for x in models) + " |")
+                     + " | ".join([f"{headline(metrics[x][task]):.1f}" for x in models] + cells(task)) + " |")
     means = [np.mean([headline(metrics[x][t]) for t in tasks]) for x in models]
-    lines.append("| **mean over tasks** | | | " + " | ".join(f"{v:.1f}" for v in means) + " |")
+    lines.append("| **mean over tasks** | | | " + " | ".join([f"{v:.1f}" for v in means] + cells("over tasks")) + " |")
     return "\n".join(lines)

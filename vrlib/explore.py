@@ -5,15 +5,24 @@ The filters and the text are plain functions (tested without a notebook); `explo
 them to ipywidgets, which it imports itself so that this module loads without them."""
 from __future__ import annotations
 
+import os
+
 from vrlib import rewards
 from vrlib.analysis import failure, show_frames
-from vrlib.evaluate import scored_text
+from vrlib.data import load_media, video_path
+from vrlib.evaluate import reward_values
+from vrlib.schema import CORRECT
 
-REWARDS = {"format": rewards.format_reward,
-           "accuracy": lambda completion, sample: rewards.accuracy_reward(scored_text(completion), sample),
-           "glue_iou": rewards.glue_iou_reward}
-"""Each reward under the name its value has in a trace, computed as `vrlib.evaluate` does
-(accuracy on the output minus its reasoning when there is no <answer>)."""
+ALL = "all"
+"""The filters' "no filter" choice. A value, not None: ipywidgets 8 shows a Dropdown whose
+value is None as blank."""
+
+
+def clip_loader(jsonl_path: str | os.PathLike, setup: dict):
+    """`record -> Clip`: the frames the evaluation gave the model, sampled with its settings
+    (`vrlib.evaluate.settings`: fps, min and max frames), not the training's."""
+    return lambda r: load_media(video_path(r, jsonl_path), r.data_type, fps=setup["fps"],
+                                min_frames=setup["min_frames"], max_frames=setup["max_frames"])
 
 
 def length(trace: dict) -> int:
@@ -24,7 +33,7 @@ def length(trace: dict) -> int:
 
 def select(traces: list[dict], *, task: str | None = None, model: str | None = None,
            correct: bool | None = None, min_len: int = 0, max_len: int | None = None,
-           threshold: float = 0.5) -> list[dict]:
+           threshold: float = CORRECT) -> list[dict]:
     """The traces that pass every filter (None: no filter), in their order. Right means an
     accuracy reward >= threshold, as in the failure taxonomy; lengths are inclusive."""
     return [t for t in traces
@@ -46,20 +55,22 @@ def parts(trace: dict) -> dict[str, str | None]:
 def reward_rows(trace: dict, sample) -> list[dict]:
     """Every reward recomputed from the completion, next to the value the trace logged (None
     when it logged none): a difference means the traces are stale against vrlib.rewards."""
-    return [{"reward": name, "value": reward(trace["completion"], sample), "logged": trace.get(name)}
-            for name, reward in REWARDS.items()]
+    return [{"reward": name, "value": value, "logged": trace.get(name)}
+            for name, value in reward_values(trace["completion"], sample).items()]
 
 
-def card(trace: dict, sample, threshold: float = 0.5) -> str:
-    """The text of one item: question, options, gold, the completion's parts, every reward and
-    the taxonomy's reason (vrlib.analysis.failure)."""
+def card(trace: dict, sample, threshold: float = CORRECT) -> str:
+    """The text of one item: question, options, the gold answer (and evidence) without its tags,
+    the completion's parts, every reward and the taxonomy's reason (vrlib.analysis.failure)."""
     p = parts(trace)
     lines = [f"{trace['model']} · {trace['problem_id']} · {trace['task']} ({sample.problem_type})"
              f" · {length(trace)} characters · {failure(trace, sample, threshold)}",
              f"question:  {sample.problem}"]
     if sample.options:
         lines.append(f"options:   {' | '.join(sample.options)}")
-    lines.append(f"gold:      {sample.solution}")
+    lines.append(f"gold:      {rewards.extract_answer(sample.solution)}")
+    if sample.problem_type == "grounded QA":
+        lines.append(f"gold glue: {rewards.last_tagged(sample.solution, 'glue')}")
     for key in ("reasoning", "answer", "glue"):
         if key != "glue" or p[key] is not None:  # glue only where the model wrote some
             lines.append(f"{key + ':':<10} {'(none)' if p[key] is None else p[key]}")
@@ -72,50 +83,68 @@ def card(trace: dict, sample, threshold: float = 0.5) -> str:
 
 
 def explorer(traces_by_model: dict[str, list[dict]], records: dict, load_clip,
-             threshold: float = 0.5, n_frames: int = 8):
-    """A JupyterLab widget: filters (task, model, right or wrong, length), the matching items,
-    and the chosen one's frames and card. `records`: problem_id -> data record;
-    `load_clip(record)` -> the vrlib.video.Clip the model saw. Returns an ipywidgets.VBox of
-    (filters, items, output)."""
+             threshold: float = CORRECT, per_row: int = 8):
+    """A JupyterLab widget: filters (task, model, right or wrong, length), previous and next
+    buttons (arrow keys move JupyterLab's cells, not the list), the matching items, and the
+    chosen one's frames (all the model saw, `per_row` a row) and card. `records`: problem_id ->
+    data record; `load_clip(record)` -> the vrlib.video.Clip the model saw (`clip_loader`).
+    Returns an ipywidgets.VBox of (filters, buttons, items, output)."""
     import ipywidgets as w  # only the explorer needs them
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     traces = [t for ts in traces_by_model.values() for t in ts]
-    tasks = sorted({t["task"] for t in traces})
     top = max(map(length, traces), default=0)
-    task = w.Dropdown(options=[("all", None), *[(x, x) for x in tasks]], description="task")
-    model = w.Dropdown(options=[("all", None), *[(m, m) for m in traces_by_model]],
-                       description="model")
-    correct = w.Dropdown(options=[("all", None), ("right", True), ("wrong", False)],
-                         description="answer")
+    task = w.Dropdown(options=[ALL, *sorted({t["task"] for t in traces})], description="task")
+    model = w.Dropdown(options=[ALL, *traces_by_model], description="model")
+    correct = w.Dropdown(options=[(ALL, ALL), ("right", True), ("wrong", False)], description="answer")
     span = w.IntRangeSlider(value=(0, top), min=0, max=top, description="characters")
-    items = w.Select(rows=8, layout=w.Layout(width="100%"))
+    previous, following = w.Button(description="previous"), w.Button(description="next")
+    where = w.Label()
+    # width "auto", not "100%": the widget's margin made 100% overflow its box by a few pixels
+    items = w.Select(rows=8, layout=w.Layout(width="auto"))
     out = w.Output()
 
     def refilter(_=None):
-        chosen = select(traces, task=task.value, model=model.value, correct=correct.value,
+        chosen = select(traces, task=None if task.value == ALL else task.value,
+                        model=None if model.value == ALL else model.value,
+                        correct=None if correct.value == ALL else correct.value,
                         min_len=span.value[0], max_len=span.value[1], threshold=threshold)
         items.options = [(f"{t['model']} · {t['problem_id']} · {t['task']} · accuracy "
                           f"{t['accuracy']:.2f} · {length(t)} characters", t) for t in chosen]
         if items.index is None and chosen:  # an emptied list selects nothing when it refills
             items.index = 0
+        count()
+
+    def count():
+        where.value = f"{(items.index or 0) + bool(items.options)} of {len(items.options)}"
+
+    def step(by: int):
+        if items.options:
+            items.index = min(max((items.index or 0) + by, 0), len(items.options) - 1)
 
     def draw(_=None):
+        count()
         with out:
             out.clear_output(wait=True)
             if items.value is None:
                 print("no item passes these filters")
                 return
             sample = records[items.value["problem_id"]]
-            fig, axes = plt.subplots(1, n_frames, figsize=(12, 1.8))
-            show_frames(axes, load_clip(sample))
+            clip = load_clip(sample)
+            rows = -(-len(clip.frames) // per_row)
+            fig, axes = plt.subplots(rows, per_row, figsize=(12, 1.6 * rows + 0.3), squeeze=False)
+            show_frames(axes.ravel(), clip)
+            fig.suptitle(f"the {len(clip.frames)} frames the model saw, {clip.fps:.2f} fps", fontsize=9)
             display(fig)
             plt.close(fig)
             print(card(items.value, sample, threshold))
 
     for control in (task, model, correct, span):
         control.observe(refilter, names="value")
+    previous.on_click(lambda _: step(-1))
+    following.on_click(lambda _: step(1))
     items.observe(draw, names="value")
     refilter()  # fills the list; choosing its first item draws it
-    return w.VBox([w.HBox([task, model, correct, span]), items, out])
+    filters = w.HBox([task, model, correct, span], layout=w.Layout(flex_flow="row wrap"))
+    return w.VBox([filters, w.HBox([previous, following, where]), items, out])

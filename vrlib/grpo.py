@@ -1,4 +1,4 @@
-"""The GRPO core as pure tensor functions: advantages, the clipped loss, the T-GRPO bonus.
+"""The GRPO core as pure tensor functions: advantages, the loss (GRPO, GSPO, CISPO), the bonuses.
 
 Log-probs come from a separate forward pass; these functions only do the arithmetic, so
 they are checked against hand-computed numbers. Departures from the reference code:
@@ -19,6 +19,9 @@ they are checked against hand-computed numbers. Departures from the reference co
    is erased by group normalisation (Video-R1 issue #51); after it, it survives.
 7. The relative reward of VideoPerceiver has no public code or formula: `relative_bonus` is
    our hypothesis, written like T-GRPO's bonus (research/video-r1-videochat-r1-facts.md sec. 3).
+8. CISPO's cap on the importance weight is `cispo_cap`; TRL reuses `epsilon_high` for it (and
+   MiniMax-M1 writes it 1 + eps_high^IS). Its logged capped fraction counts every capped token;
+   TRL's `cispo_clip_ratio` counts only those with A > 0.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from __future__ import annotations
 import torch
 
 SCALES = ("group", "batch", "none")
-LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
+LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo", "cispo")
+IMPORTANCE_SAMPLING = ("token", "sequence")
 BONUS_MODES = ("reward", "advantage")
 RELATIVE_FORMS = ("indicator", "margin")
 
@@ -54,6 +58,20 @@ def group_advantages(
     return centered.reshape(-1)                                   # (B,)
 
 
+def importance_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
+                     level: str = "token") -> torch.Tensor:
+    """The ratio pi_theta / pi_old of each token, rho_it = exp(logp_it - old_logp_it), (B, T); or,
+    level "sequence" (GSPO, Zheng et al. 2025, arXiv 2507.18071), one per completion, the
+    geometric mean of its token ratios: s_i = exp(sum_t mask_it (logp_it - old_logp_it) / |o_i|), (B, 1)."""
+    if level not in IMPORTANCE_SAMPLING:
+        raise ValueError(f"unknown importance_sampling {level!r}; known: {', '.join(IMPORTANCE_SAMPLING)}")
+    log_ratio = logp - old_logp                                   # (B, T)
+    if level == "token":
+        return torch.exp(log_ratio)                               # (B, T)
+    lengths = mask.sum(dim=1, keepdim=True).clamp(min=1)          # (B, 1)
+    return torch.exp((log_ratio * mask).sum(dim=1, keepdim=True) / lengths)  # (B, 1)
+
+
 def policy_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -67,26 +85,41 @@ def policy_loss(
     loss_type: str = "grpo",
     max_completion_length: int | None = None,
     normalizer: float | None = None,
+    importance_sampling: str = "token",
+    cispo_cap: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped surrogate + beta * k3 KL per completion token, aggregated as TRL's loss_type.
 
     Per token: -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * KL, with
     rho = exp(logp - old_logp) and KL = exp(ref - logp) - (ref - logp) - 1 (Schulman's k3).
-    `normalizer` replaces the denominator (sequences for grpo, tokens for bnpo/dapo,
+    importance_sampling="sequence" is GSPO: rho is the completion's s_i (`importance_ratio`) on
+    every token, aggregated as loss_type; the paper clips it to [1 - 3e-4, 1 + 4e-4].
+    loss_type="cispo" is CISPO (MiniMax-M1, arXiv 2506.13585): per token
+    -sg(min(rho, cispo_cap)) * A * logp + beta * KL, a token mean as dapo; the weight is a
+    constant, so no token loses its gradient to a clip (TRL's epsilon_high for cispo; it
+    recommends 5.0, ScaleRL's eps_max).
+    `normalizer` replaces the denominator (sequences for grpo, tokens for bnpo/dapo/cispo,
     sequences * max_completion_length for dr_grpo) when logp is one micro-batch of a larger
     batch: the micro-batch losses then add up to the whole batch's (`batch_normalizer`).
+    Stats: policy/kl, policy/clip_frac (tokens on PPO's flat branch; under cispo those PPO
+    would have dropped), policy/ratio_mean, and under cispo policy/cispo_capped_frac (rho > cap).
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"unknown loss_type {loss_type!r}; known: {', '.join(LOSS_TYPES)}")
     if loss_type == "dr_grpo" and max_completion_length is None:
         raise ValueError("loss_type='dr_grpo' needs max_completion_length")
+    if loss_type == "cispo" and cispo_cap is None:
+        raise ValueError("loss_type='cispo' needs cispo_cap")
     if beta != 0 and ref_logp is None:
         raise ValueError("beta != 0 needs ref_logp")
     mask = mask.to(logp.dtype)                                    # (B, T)
     adv = advantages.to(logp.dtype).unsqueeze(1)                  # (B, 1)
-    ratio = torch.exp(logp - old_logp)                            # (B, T)
-    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)  # (B, T)
-    per_token_loss = -torch.min(ratio * adv, clipped * adv)      # (B, T)
+    ratio = importance_ratio(logp, old_logp, mask, importance_sampling).expand_as(logp)  # (B, T)
+    if loss_type == "cispo":  # REINFORCE weighted by a detached, capped ratio
+        per_token_loss = -torch.clamp(ratio, max=cispo_cap).detach() * adv * logp  # (B, T)
+    else:
+        clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)  # (B, T)
+        per_token_loss = -torch.min(ratio * adv, clipped * adv)  # (B, T)
     kl = None
     if ref_logp is not None:
         delta = torch.clamp(ref_logp - logp, -10.0, 10.0)         # (B, T) Video-R1's clamp
@@ -101,8 +134,8 @@ def policy_loss(
     if loss_type == "grpo":  # mean over sequences of per-sequence token means (Video-R1, GRPO paper)
         loss = (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum() / normalizer  # ()
     else:
-        # bnpo/dapo: a token mean. TRL's bnpo divides by the tokens of the local batch, dapo by
-        # the tokens gathered over processes (divided by num_processes); in one process they
+        # bnpo/dapo/cispo: a token mean. TRL's bnpo divides by the tokens of the local batch, dapo
+        # by the tokens gathered over processes (divided by num_processes); in one process they
         # coincide. dr_grpo: a constant denominator, no length bias (Dr. GRPO, Liu et al. 2025).
         loss = masked.sum() / normalizer                          # ()
 
@@ -114,20 +147,40 @@ def policy_loss(
             "policy/clip_frac": ((is_clipped.to(mask.dtype) * mask).sum() / n_tokens).item(),
             "policy/ratio_mean": ((ratio * mask).sum() / n_tokens).item(),
         }
+        if loss_type == "cispo":
+            capped = (ratio > cispo_cap).to(mask.dtype)           # (B, T)
+            stats["policy/cispo_capped_frac"] = ((capped * mask).sum() / n_tokens).item()
     return loss, stats
 
 
 def batch_normalizer(loss_type: str, n_sequences: int, n_tokens: float,
                      max_completion_length: int | None = None) -> float:
     """What loss_type divides the batch's summed loss by: sequences (grpo), completion tokens
-    (bnpo, dapo) or sequences * max_completion_length (dr_grpo)."""
+    (bnpo, dapo, cispo) or sequences * max_completion_length (dr_grpo)."""
     if loss_type == "grpo":
         return float(n_sequences)
-    if loss_type in ("bnpo", "dapo"):
+    if loss_type in ("bnpo", "dapo", "cispo"):
         return float(max(n_tokens, 1))
     if loss_type == "dr_grpo":
         return float(n_sequences * max_completion_length)
     raise ValueError(f"unknown loss_type {loss_type!r}; known: {', '.join(LOSS_TYPES)}")
+
+
+def overlong_penalty(lengths: torch.Tensor, *, max_length: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment (Yu et al. 2025, arXiv 2503.14476), added to the reward:
+    0 up to max_length - buffer tokens, then (max_length - buffer - L) / buffer down to -1 at
+    max_length, -1 beyond. DAPO: max_length 20480, buffer 4096. E.g. max_length=10, buffer=4:
+    lengths [6, 7, 8, 10, 12] -> [0, -0.25, -0.5, -1, -1]."""
+    if not 0 < buffer <= max_length:
+        raise ValueError(f"need 0 < buffer <= max_length, got buffer={buffer}, max_length={max_length}")
+    lengths = lengths.float()                                     # (B,)
+    return ((max_length - buffer - lengths) / buffer).clamp(-1.0, 0.0)  # (B,)
+
+
+def mask_truncated(mask: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:
+    """The completion mask with the truncated completions (no EOS within the budget) zeroed, so
+    they get no loss: DAPO's overlong filtering, TRL's mask_truncated_completions."""
+    return mask * (~truncated.bool()).unsqueeze(1).to(mask.dtype)  # (B, T)
 
 
 def temporal_bonus(
@@ -193,13 +246,13 @@ def relative_bonus(
 
 def bonus_advantages(
     rewards: torch.Tensor,
-    bonus: torch.Tensor,
+    bonus: torch.Tensor | dict[str, torch.Tensor],
     group_size: int,
     *,
     scale: str = "group",
     mode: str = "reward",
     eps: float = 1e-4,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | dict[str, torch.Tensor]]:
     """Advantages with a bonus (T-GRPO, relative), and where the bonus changed them.
 
     mode "reward" (Video-R1): A = normalise(r + bonus). With binary accuracy and scale
@@ -207,14 +260,22 @@ def bonus_advantages(
     (issue #51); with scale "batch" or "none" it survives as a weight between groups.
     mode "advantage": A = normalise(r) + bonus, so it survives whatever the scale; an
     all-correct group whose bonus fired now gets a positive push instead of nothing.
-    Returns (advantages (B,), changed (B,) bool: |A - A without bonus| > 1e-3).
+    Returns (advantages (B,), changed (B,) bool: |A - A without bonus| > 1e-3). With several
+    bonuses by name (B,) each, A uses their sum and `changed` says, per name, where that bonus
+    alone would have changed A.
     """
     if mode not in BONUS_MODES:
         raise ValueError(f"unknown bonus mode {mode!r}; known: {', '.join(BONUS_MODES)}")
     plain = group_advantages(rewards, group_size, scale, eps)     # (B,)
-    if mode == "reward":
-        adv = group_advantages(rewards.float() + bonus.float(), group_size, scale, eps)  # (B,)
-    else:
-        adv = plain + bonus.float()                               # (B,)
+
+    def with_bonus(b: torch.Tensor) -> torch.Tensor:              # (B,)
+        if mode == "reward":
+            return group_advantages(rewards.float() + b.float(), group_size, scale, eps)
+        return plain + b.float()
+
     # 1e-3: Video-R1's eps = 1e-4 in the std leaves a ~1e-4 relative trace of a rescaling
-    return adv, (adv - plain).abs() > 1e-3
+    if isinstance(bonus, torch.Tensor):
+        adv = with_bonus(bonus)
+        return adv, (adv - plain).abs() > 1e-3
+    adv = with_bonus(sum(bonus.values()))                          # (B,)
+    return adv, {name: (with_bonus(b) - plain).abs() > 1e-3 for name, b in bonus.items()}

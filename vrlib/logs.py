@@ -1,6 +1,9 @@
-"""Step logs through DVCLive: `dvclive/<stage>/plots/metrics/<name>.tsv`, one row per step."""
+"""Step logs: DVCLive's `dvclive/<stage>/plots/metrics/<name>.tsv` (one row per step), and a
+progress line on the terminal every few steps, which papermill streams while `dvc repro` runs."""
 from __future__ import annotations
 
+import sys
+import time
 from typing import Callable
 
 
@@ -10,4 +13,39 @@ def dvclive_logger(live) -> Callable[[int, dict], None]:
         for name, value in metrics.items():
             live.log_metric(name, value)
         live.next_step()
+    return on_step
+
+
+def progress(name: str, total: int, *, keys: tuple[str, ...] = ("train/loss",), lines: int = 10,
+             out=sys.stdout) -> Callable[[int, dict], None]:
+    """An `on_step(step, metrics)` callback printing about `lines` lines over a run:
+    `rft  step 8/40  reward/mean 0.69  policy/kl 0.0012  3.1 s/step, ~1m39s left`.
+    Steps replayed from a checkpoint arrive at once and are not timed."""
+    every, start = max(1, total // lines), {}
+
+    def on_step(step: int, metrics: dict) -> None:
+        now = time.perf_counter()
+        start.setdefault("t", now)
+        start.setdefault("step", step)
+        done = step + 1
+        if done % every and done != total:
+            return
+        timed = done - start["step"] - 1
+        rate = (now - start["t"]) / timed if timed > 0 else float("nan")
+        left = "" if rate != rate else f"  {rate:.1f} s/step, ~{_clock(rate * (total - done))} left"
+        shown = "  ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
+        print(f"{name}  step {done}/{total}  {shown}{left}", file=out, flush=True)
+    return on_step
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def both(*callbacks: Callable[[int, dict], None]) -> Callable[[int, dict], None]:
+    """One `on_step` callback calling each of `callbacks` in turn (e.g. DVCLive and progress)."""
+    def on_step(step: int, metrics: dict) -> None:
+        for f in callbacks:
+            f(step, metrics)
     return on_step

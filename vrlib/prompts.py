@@ -2,9 +2,10 @@
 
 The user turn is Video-R1's layout: the visual item first, then the question, its options
 ("Options:" then one per line) and an answer-format sentence per problem_type, shortened for
-the tiny model's context (Video-R1's TYPE_TEMPLATE, research facts sec. 1.5). The video is handed to the processor as decoded frames with their real sampled fps, in
+the tiny model's context (Video-R1's TYPE_TEMPLATE in `src/r1-v/src/open_r1/grpo.py`). The
+video is handed to the processor as decoded frames with their real sampled fps, in
 training and evaluation alike, so Qwen2.5-VL's time positions (`second_per_grid_ts`) are
-right (Video-R1's training forgot the fps; DESIGN.md "Video in").
+right (Video-R1's training forgot the fps; docs/design.md, "Video in").
 """
 from __future__ import annotations
 

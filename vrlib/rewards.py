@@ -23,16 +23,7 @@ import math
 import re
 from typing import Sequence
 
-PROBLEM_TYPES = (
-    "multiple choice",
-    "numerical",
-    "OCR",
-    "free-form",
-    "regression",
-    "temporal grounding",
-    "tracking",
-    "grounded QA",
-)
+from vrlib.schema import FORMAT, FORMAT_GLUE, PROBLEM_TYPES
 
 # 0.50, 0.55, ..., 0.95: the ten confidence thresholds of VSI-Bench's MRA (VSI-Bench sec. 3).
 MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))
@@ -131,8 +122,15 @@ def _rouge_scorer():
 def rouge_f(reference: str, prediction: str) -> float:
     """Mean of ROUGE-1/2/L F with the Porter stemmer (Video-R1 free-form).
 
-    rouge_score keeps only [a-z0-9] tokens, so text in other scripts scores 0.
+    rouge_score keeps only [a-z0-9] tokens, so text in other scripts scores 0 unless identical.
+    Departs from Video-R1: an answer equal to the reference once normalised (the same words,
+    or the same lower-cased [a-z0-9] tokens, as rouge_score reads them) scores 1.0; in
+    Video-R1's mean a one-word reference ("No.") has no bigram, ROUGE-2 is 0 and the exact
+    answer scored 0.667.
     """
+    words = re.findall(r"[a-z0-9]+", reference.lower())
+    if reference.split() == prediction.split() or (words and words == re.findall(r"[a-z0-9]+", prediction.lower())):
+        return 1.0
     scores = _rouge_scorer().score(reference, prediction)
     return (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure + scores["rougeL"].fmeasure) / 3
 
@@ -172,6 +170,20 @@ def parse_number(text: str) -> float | None:
         return None
     x = float(s)
     return x if math.isfinite(x) else None
+
+
+# A number inside running text, in parse_number's grammar: not inside a word or another
+# number, a sign only where no digit precedes it ("2-3" is 2 and 3), and thousands commas
+# only in groups of exactly three digits ("1,200" is one number, "1,2" two).
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.])(?:[-+](?=\.?\d))?"
+                             r"(?:\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)",
+                             re.ASCII)
+
+
+def find_numbers(text: str) -> list[float]:
+    """Every number in a text, read as parse_number reads an answer: "1,200 or .5 or 1e3" ->
+    [1200.0, 0.5, 1000.0]. The reasoning's numbers, compared with the answer's."""
+    return [x for x in map(parse_number, _NUMBER_IN_TEXT.findall(text)) if x is not None]
 
 
 # Prefixes a model writes before the letter: "Answer:", "The correct option is", "Choice".
@@ -270,8 +282,7 @@ def _text(s: str) -> str:  # OCR and free-form compare the answer text as writte
     return s
 
 
-# How the answer text of each problem_type is read, for the solution and the completion alike.
-_ANSWER_PARSERS = {
+PARSERS = {
     "multiple choice": parse_letter,
     "numerical": parse_number,
     "OCR": _text,
@@ -281,6 +292,8 @@ _ANSWER_PARSERS = {
     "tracking": parse_boxes,
     "grounded QA": parse_letter,
 }
+"""How the answer text of each problem_type is read, for the solution and the completion alike:
+the one answer reader of the rewards, the evaluation, the analysis and the explorer."""
 
 
 def _compare(problem_type: str, pred, gt) -> float:
@@ -309,28 +322,23 @@ def _clip01(x: float) -> float:
     return min(1.0, max(0.0, float(x))) if math.isfinite(x) else 0.0
 
 
-_THINK_ANSWER = r"<think>.*?</think>\s*<answer>.*?</answer>"  # Video-R1 grpo.py format_reward
-_FORMAT = re.compile(_THINK_ANSWER, re.DOTALL)
-_FORMAT_GLUE = re.compile(_THINK_ANSWER + r"\s*<glue>.*?</glue>", re.DOTALL)  # VideoChat-R1 gqa_format
-
-
 def format_reward(completion: str, sample) -> float:
     """1 if the stripped completion is exactly <think>..</think> <answer>..</answer>
     (+ a valid <glue> list for grounded QA), else 0."""
     problem_type = _problem_type(sample)
     text = completion.strip()
     if problem_type != "grounded QA":
-        return float(_FORMAT.fullmatch(text) is not None)
+        return float(FORMAT.fullmatch(text) is not None)
     try:
-        return float(_FORMAT_GLUE.fullmatch(text) is not None and parse_glue(text) is not None)
+        return float(FORMAT_GLUE.fullmatch(text) is not None and parse_glue(text) is not None)
     except Exception:  # model output never raises
         return 0.0
 
 
 def accuracy_reward(completion: str, sample) -> float:
-    """Answer score by problem_type (DESIGN.md data contract); 0 without an <answer>."""
+    """Answer score by problem_type (docs/design.md, the data contract); 0 without an <answer>."""
     problem_type = _problem_type(sample)
-    parse = _ANSWER_PARSERS[problem_type]
+    parse = PARSERS[problem_type]
     gt_text = extract_answer(sample.solution)
     gt = None if gt_text is None else parse(gt_text)
     if gt is None:
@@ -359,6 +367,11 @@ def glue_iou_reward(completion: str, sample) -> float:
         return 0.0 if pred is None else _clip01(segments_iou(pred, gt))
     except Exception:  # model output never raises
         return 0.0
+
+
+REWARDS = {"format": format_reward, "accuracy": accuracy_reward, "glue_iou": glue_iou_reward}
+"""Every per-sample reward under the name it is logged with (`reward/<name>/mean` in RFT, a
+trace's field in the evaluation)."""
 
 
 def length_bonus(accuracy: Sequence[float], lengths: Sequence[int], *, omega: float = 0.2,

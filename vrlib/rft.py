@@ -1,13 +1,17 @@
-"""The GRPO loop: rollout -> rewards (+ T-GRPO, relative, length bonuses) -> group advantages
--> clipped update with a k3 KL -> checkpoint; one process or several under `accelerate launch`.
+"""The GRPO loop, read top to bottom: rollout_group -> grpo_step -> train_grpo -> run.
 
-Our own loop rather than TRL's GRPOTrainer: TRL 1.16 feeds no video tensors to the loss and
+A step draws questions, samples G completions each (plus G/2 on shuffled frames for T-GRPO,
+or on the key-information-missing video for the relative reward), scores them, turns the
+rewards into group advantages, and makes one clipped policy update with a k3 KL to the
+reference (the same model, adapter off). Processes, sharding and checkpoint files are in
+`vrlib.engine`; the pure maths in `vrlib.grpo` and `vrlib.rewards`.
+
+Our own loop rather than TRL's GRPOTrainer: TRL feeds no video tensors to the loss and
 reference forwards of video prompts, so it optimises a video-blind policy
-(research/ecosystem-facts.md sec. 1.1, trl#5373). The pure pieces live in `vrlib.grpo`
-and `vrlib.rewards`; this file wires them to the model.
+(huggingface/trl#5373).
 
 Departures from Video-R1's trainer, each on purpose:
-- Every question is sampled with its own seed (seed, step, position in the step's batch) and
+- Every question is sampled with its own seed (seed, step, position in the step's draws) and
   forwarded as its own micro-batch, so a run gives the same rollouts and the same update
   whether its questions are spread over one process or several, and a resumed run replays
   exactly what an uninterrupted one does.
@@ -21,32 +25,34 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sys
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from vrlib import rewards
+from vrlib import rewards, sources
 from vrlib.config import RFTParams
 from vrlib.data import digest
-from vrlib.grpo import batch_normalizer, bonus_advantages, policy_loss, relative_bonus, temporal_bonus
-from vrlib.model import TRAINED, reference
+from vrlib.engine import Engine, checkpoints, load_state, save_state
+from vrlib.grpo import (batch_normalizer, bonus_advantages, mask_truncated, overlong_penalty, policy_loss,
+                        relative_bonus, temporal_bonus)
+from vrlib.model import reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
-from vrlib.video import Clip, atomic_path
+from vrlib.video import Clip
 
 REWARD_FUNCS = {"format": rewards.format_reward, "accuracy": rewards.accuracy_reward,
                 "glue_iou": rewards.glue_iou_reward}
-"""Video-R1 and VideoChat-R1 sum format and accuracy (IoU for grounding, mean box IoU for
-tracking); VideoChat-R1 adds the evidence IoU for grounded QA (0 for every other type)."""
+"""The rewards summed into a rollout's reward, by the name they are logged under
+(`reward/<name>/mean`). Video-R1 and VideoChat-R1 sum format and accuracy (IoU for grounding,
+mean box IoU for tracking); VideoChat-R1 adds the evidence IoU for grounded QA (0 for every
+other type). To try another reward, change it here or in `vrlib.rewards` (docs/change-a-reward.md)."""
 
 
-def score(texts: list[str], samples: list, reward_funcs: dict = REWARD_FUNCS
-          ) -> dict[str, torch.Tensor]:
+def score(texts: list[str], samples: list, reward_funcs: dict = REWARD_FUNCS) -> dict[str, torch.Tensor]:
     """Each completion scored against its own sample (not the batch's first problem type)."""
     return {name: torch.tensor([fn(t, s) for t, s in zip(texts, samples)], dtype=torch.float32)  # (N,)
             for name, fn in reward_funcs.items()}
@@ -64,14 +70,14 @@ def shuffle_clip(clip: Clip, rng: np.random.Generator) -> Clip:
 
 
 def question_seed(seed: int, step: int, position: int) -> int:
-    """The sampling seed of one question: where it sits in the step's global batch, not which
-    process runs it."""
+    """The sampling seed of one question: where it sits in the step's draws, not which process
+    runs it."""
     return int(np.random.SeedSequence([seed, step, position]).generate_state(1)[0])
 
 
 @dataclass
 class Question:
-    position: int  # in the step's global batch
+    position: int  # in the step's draws (global over processes)
     sample: object
     clip: Clip
     kim_clip: Clip | None = None
@@ -81,12 +87,24 @@ class Question:
 class Group:
     """One question's rollouts and scores."""
 
+    position: int                      # the question's place in the step's draws
     rollouts: Rollouts                 # the G ordered rollouts (the only ones that are trained)
     parts: dict[str, torch.Tensor]     # reward name -> (G,)
-    reward: torch.Tensor               # (G,) sum of parts + length bonus
+    reward: torch.Tensor               # (G,) sum of parts + length bonus + overlong penalty
     temporal: torch.Tensor             # (G,) T-GRPO bonus (0 without shuffled rollouts)
     relative: torch.Tensor             # (G,) relative bonus (0 without a kim clip)
-    stats: torch.Tensor                # (4,) p, p~, bonus applied, relative gap (nan where not computed)
+    p: float = math.nan                # T-GRPO: accuracy of the ordered rollouts (nan: no shuffled ones)
+    p_shuffled: float = math.nan       # T-GRPO: accuracy of the shuffled rollouts
+    bonus_applied: float = math.nan    # T-GRPO: 1.0 where p >= mu * p~ fired
+    relative_gap: float = math.nan     # relative reward: mean acc - mean acc on the kim video
+
+    def summary(self) -> torch.Tensor:
+        """(G, 5 + parts) columns [reward, temporal, relative, length, truncated, *parts]: what
+        every process needs to see of a group's rollouts."""
+        ro = self.rollouts
+        cols = [self.reward, self.temporal, self.relative, ro.completion_mask.sum(1).float().cpu(),
+                ro.truncated.float().cpu(), *self.parts.values()]
+        return torch.stack([c.float().cpu() for c in cols], 1)                     # (G, 5 + parts)
 
 
 def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, step: int,
@@ -108,414 +126,335 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
     parts = score(ro.texts, [q.sample] * G, reward_funcs)   # name -> (G,)
     reward = sum(parts.values())                             # (G,)
     accuracy = parts.get("accuracy", torch.zeros(G))         # (G,)
+    lengths = ro.completion_mask.sum(1)                      # (G,)
     if cfg.length_bonus:
         reward = reward + torch.tensor(rewards.length_bonus(
-            accuracy.tolist(), ro.completion_mask.sum(1).tolist(), omega=cfg.length_omega,
+            accuracy.tolist(), lengths.tolist(), omega=cfg.length_omega,
             l_min=cfg.length_min, l_max=cfg.length_max, threshold=cfg.temporal_threshold))
+    if cfg.overlong_buffer:
+        reward = reward + overlong_penalty(lengths.float().cpu(), max_length=cfg.max_completion_length,
+                                           buffer=cfg.overlong_buffer)
 
     def side_accuracy() -> torch.Tensor:  # (G/2,) the next side rollouts; they never enter the loss
         texts = [side_texts.pop(0) for _ in range(n_side)]
         return score(texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
 
-    temporal, relative = torch.zeros(G), torch.zeros(G)
-    p = p_shuffled = applied = gap = float("nan")
+    group = Group(q.position, ro, parts, reward, torch.zeros(G), torch.zeros(G))
     if shuffled is not None:
         acc_shuffled = side_accuracy()
         bonus, fired = temporal_bonus(accuracy[None], acc_shuffled[None], alpha=cfg.temporal_alpha,
                                       mu=cfg.temporal_mu, threshold=cfg.temporal_threshold)
-        temporal, applied = bonus[0], float(fired[0])
-        p, p_shuffled = accuracy.mean().item(), acc_shuffled.mean().item()
+        group.temporal, group.bonus_applied = bonus[0], float(fired[0])
+        group.p, group.p_shuffled = accuracy.mean().item(), acc_shuffled.mean().item()
     if kim is not None:
         bonus, diff = relative_bonus(accuracy[None], side_accuracy()[None],
                                      alpha=cfg.relative_alpha, form=cfg.relative_form)
-        relative, gap = bonus[0], diff[0].item()
-    return Group(ro, parts, reward, temporal, relative, torch.tensor([p, p_shuffled, applied, gap]))
+        group.relative, group.relative_gap = bonus[0], diff[0].item()
+    return group
 
 
-def _nanmean(x: torch.Tensor) -> float:
-    x = x[~torch.isnan(x)]
-    return x.mean().item() if x.numel() else 0.0
+@dataclass
+class Batch:
+    """What every process knows of a step's drawn groups, in draw order (gathered)."""
+
+    reward: torch.Tensor     # (D, G)
+    temporal: torch.Tensor   # (D, G)
+    relative: torch.Tensor   # (D, G)
+    lengths: torch.Tensor    # (D, G) completion tokens
+    truncated: torch.Tensor  # (D, G) 1.0 where no EOS came
+    parts: dict              # reward name -> (D, G)
+    stats: dict              # p, p_shuffled, bonus_applied, relative_gap -> (D,) (nan: not computed)
+    kept: torch.Tensor       # (D,) bool: the groups the update uses
 
 
-class _Procs:
-    """The few collective operations the step needs: one process, or an Accelerator running DDP,
-    FSDP (version 1) or DeepSpeed ZeRO (stages 1-3). Under DeepSpeed the loop owns the update:
-    accelerate's `backward` would step the engine after every micro-batch, while a GRPO step here
-    is one micro-batch per question, one update, and a finite check before it, so `backward` and
-    `step` go to the engine directly, with DeepSpeed's `managed_gradient_accumulation: false`."""
-
-    def __init__(self, accelerator=None):
-        self.acc = accelerator
-        self.n = 1 if accelerator is None else accelerator.num_processes
-        self.rank = 0 if accelerator is None else accelerator.process_index
-        from accelerate.utils import DistributedType
-
-        kind = None if accelerator is None else accelerator.distributed_type
-        self.fsdp = kind == DistributedType.FSDP
-        self.deepspeed = kind == DistributedType.DEEPSPEED
-        self.zero3 = self.deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3
-        self.engine = "fsdp" if self.fsdp else "deepspeed" if self.deepspeed else "torch"
-        """What an optimizer state in a checkpoint is: torch's, or a list of each process's shard."""
-
-    def configure(self, model, cfg: RFTParams) -> None:
-        """Before `accelerator.prepare`. FSDP: LoRA weights (fp32, trainable) in units of their
-        own, then the layers (peft's docs). DeepSpeed: the loop marks the accumulation boundary
-        (each backward only accumulates; `step` reduces, clips at rft.grad_clip, skips a
-        non-finite norm, updates); the batch sizes are nominal, there is no data loader."""
-        if self.fsdp:
-            from peft.utils.other import fsdp_auto_wrap_policy
-
-            self.acc.state.fsdp_plugin.auto_wrap_policy = fsdp_auto_wrap_policy(self.unwrap(model))
-        if self.deepspeed:
-            ds = self.acc.state.deepspeed_plugin.deepspeed_config
-            ds.update(train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, train_batch_size=self.n,
-                      gradient_clipping=cfg.grad_clip, managed_gradient_accumulation=False)
-            if ds.get("bf16", {}).get("enabled") in (True, "auto"):
-                ds["bf16"]["check_grad_overflow"] = True  # a NaN gradient skips the update
-            if self.zero3:  # the adapter is gathered whole for checkpoints (accelerator.get_state_dict)
-                ds.setdefault("zero_optimization", {})["stage3_gather_16bit_weights_on_model_save"] = True
-
-    def gather(self, x: torch.Tensor) -> torch.Tensor:  # concatenated in process order
-        return x if self.n == 1 else self.acc.gather(x.to(self.acc.device)).cpu()
-
-    def backward(self, model, loss: torch.Tensor) -> None:
-        if self.deepspeed:  # accumulate only; the loss already carries the batch's normaliser
-            model.backward(loss, scale_wrt_gas=False)
-        else:
-            loss.backward() if self.acc is None else self.acc.backward(loss)
-
-    def no_sync(self, model, last: bool):
-        quiet = self.n == 1 or last or self.deepspeed  # DeepSpeed: the boundary is `step`
-        return contextlib.nullcontext() if quiet else self.acc.no_sync(model)
-
-    def unwrap(self, model):
-        return model if self.acc is None else self.acc.unwrap_model(model)
-
-    def full_weights(self, model):
-        """Around a forward of the unwrapped model (generation, the no-grad forwards). Under FSDP
-        the root unit's weights (embeddings, final norm, lm_head, vision merger) are sharded
-        outside the wrapper's forward: gather them (TRL does the same); the layers' own units
-        gather theirs in their forward. Under ZeRO-3 every weight is gathered for the rollouts
-        at once, as TRL does (layer by layer generation would gather each layer per token)."""
-        if self.fsdp:
-            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-            return FSDP.summon_full_params(model, recurse=False, writeback=False)
-        if self.zero3:
-            import deepspeed
-
-            return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
-        return contextlib.nullcontext()
-
-    def update(self, model, optimizer, params: list, max_norm: float, total_loss: float) -> torch.Tensor:
-        """Clip to max_norm and step; the gradient norm before clipping. A non-finite loss or
-        norm raises FloatingPointError with nothing applied. FSDP's gradients are sharded, and its
-        own clip reduces the norm over processes (accelerate's clip_grad_norm_ finds the model by
-        comparing parameter lists, which fails once a process has prepared two models); DeepSpeed
-        clips and checks inside its step, and skips an update whose norm is not finite."""
-        if self.deepspeed:
-            norm = float("nan")
-            if np.isfinite(total_loss):
-                model.step()
-                norm = model.get_global_grad_norm() if model.was_step_applied() else float("nan")
-            grad_norm = torch.as_tensor(float(norm))
-        else:
-            grad_norm = model.clip_grad_norm_(max_norm) if self.fsdp else \
-                torch.nn.utils.clip_grad_norm_(params, max_norm)
-        if not (np.isfinite(total_loss) and torch.isfinite(grad_norm)):
-            optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(f"GRPO loss {total_loss} / gradient norm {grad_norm.item()} "
-                                     "is not finite; the update was not applied")
-        if not self.deepspeed:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return grad_norm
-
-    @property
-    def gathers_adapter(self) -> bool:
-        """Whether the adapter is sharded, so that every process must take part in reading it."""
-        return self.fsdp or self.zero3
-
-    def adapter_state(self, model) -> dict:
-        """The trained adapter's weights, whole (on every process when they are replicated; on
-        process 0 under FSDP and ZeRO-3, where every process must call this: the shards are
-        gathered)."""
-        from peft import get_peft_model_state_dict
-
-        if not self.gathers_adapter:
-            return get_peft_model_state_dict(self.unwrap(model))
-        full = self.acc.get_state_dict(model)  # gathered, with the wrappers' names removed
-        if self.rank != 0:
-            return {}
-        # peft's get_peft_model_state_dict(state_dict=full) finds the LoRA weights by module name,
-        # and inside FSDP's nested units those names carry `_fsdp_wrapped_module.`, so it selects
-        # nothing: select the trained weights here, named as peft names them (adapter name removed)
-        trained = {n.replace("_fsdp_wrapped_module.", "") for n, p in self.unwrap(model).named_parameters()
-                   if p.requires_grad}
-        return {k.replace(f".{TRAINED}.", "."): v for k, v in full.items() if k in trained}
-
-    def optimizer_state(self, optimizer) -> dict | list[dict]:
-        """The optimizer's state. Under FSDP and DeepSpeed every process must call this: it is the
-        list of each process's own shard, which process 0 gets. FSDP.optim_state_dict, which would
-        gather it whole, wrote exp_avg_sq in place of exp_avg for the LoRA B weights here (torch
-        2.15, use_orig_params), so the shards are kept as they are; ZeRO's state is per process."""
-        if self.engine == "torch":
-            return optimizer.state_dict()
-        from accelerate.utils import gather_object, send_to_device
-
-        own = send_to_device(optimizer.state_dict(), "cpu")  # pickled to process 0
-        return gather_object([own])
-
-    def load_optimizer_state(self, optimizer, state: dict) -> None:
-        engine = state.get("engine", "torch")  # checkpoints before FSDP have none
-        shards = state["optimizer"] if engine != "torch" else None
-        if engine != self.engine or (shards is not None and len(shards) != self.n):
-            raise ValueError(
-                f"the checkpoint's optimizer state was written by {len(shards) if shards else 1} "
-                f"{engine} process(es); resume it the same way (rft.accelerate_config, "
-                "rft.num_processes) or move it away")
-        if self.deepspeed:  # ZeRO reads its own shard; fp32 master weights from it, not from the bf16 model
-            optimizer.optimizer.load_state_dict(shards, load_from_fp32_weights=True)
-        else:
-            optimizer.load_state_dict(state["optimizer"] if shards is None else shards[self.rank])
+STATS = ("p", "p_shuffled", "bonus_applied", "relative_gap")
 
 
+def gather_groups(engine: Engine, groups: list[Group]) -> Batch:
+    """Every process's groups of one round of draws, in draw order; kept: all of them."""
+    rows = engine.gather(torch.stack([g.summary() for g in groups]))              # (Q, G, 5 + parts)
+    stats = engine.gather(torch.tensor([[getattr(g, s) for s in STATS] for g in groups]))  # (Q, 4)
+    names = list(groups[0].parts)
+    return Batch(*rows[..., :5].unbind(-1), parts=dict(zip(names, rows[..., 5:].unbind(-1))),
+                 stats=dict(zip(STATS, stats.unbind(-1))), kept=torch.ones(len(rows), dtype=torch.bool))
 
+
+def concat(batches: list[Batch]) -> Batch:
+    cat = lambda f: torch.cat([f(b) for b in batches])  # noqa: E731
+    return Batch(cat(lambda b: b.reward), cat(lambda b: b.temporal), cat(lambda b: b.relative),
+                 cat(lambda b: b.lengths), cat(lambda b: b.truncated),
+                 {k: cat(lambda b, k=k: b.parts[k]) for k in batches[0].parts},
+                 {k: cat(lambda b, k=k: b.stats[k]) for k in STATS}, cat(lambda b: b.kept))
+
+
+def has_signal(reward: torch.Tensor) -> torch.Tensor:
+    """(D,) True where a group's rewards are not all equal: only those teach (DAPO)."""
+    return reward.std(dim=1) > 1e-6 if reward.shape[1] > 1 else torch.zeros(len(reward), dtype=torch.bool)
+
+
+# ----------------------------------------------------------------------------- the step
 def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTParams, *,
-              seed: int = 0, step: int = 0, reward_funcs: dict = REWARD_FUNCS,
-              accelerator=None) -> dict:
-    """One GRPO step on this process's questions; every process returns the same metrics."""
-    procs = _Procs(accelerator)
-    policy = procs.unwrap(model)
+              seed: int = 0, step: int = 0, reward_funcs: dict = REWARD_FUNCS, engine: Engine | None = None,
+              more: Iterator[list[Question]] = iter(())) -> dict:
+    """One GRPO step on this process's questions; every process returns the same metrics.
+
+    With `cfg.dynamic_sampling` (DAPO, Yu et al. 2025 sec. 3.2), groups whose rewards are all
+    equal are left out and further rounds of questions are taken from `more` until the step has
+    `prompts_per_step` groups with signal or `more` runs dry (`max_draws`)."""
+    engine = engine or Engine()
+    policy = engine.unwrap(model)
     t0 = time.perf_counter()
-    with procs.full_weights(model):
-        groups = [rollout_group(policy, processor, q, cfg, seed=seed, step=step,
-                                reward_funcs=reward_funcs) for q in questions]
+
+    # 1. rollouts and rewards, one round of draws after another
+    groups, rounds = [], []
+    for chunk in [questions, *more] if cfg.dynamic_sampling else [questions]:
+        with engine.full_weights(model):
+            new = [rollout_group(policy, processor, q, cfg, seed=seed, step=step, reward_funcs=reward_funcs)
+                   for q in chunk]
+        groups += new
+        rounds.append(gather_groups(engine, new))
+        if cfg.dynamic_sampling and sum(has_signal(b.reward).sum().item() for b in rounds) >= cfg.prompts_per_step:
+            break
+    batch = concat(rounds)                                                         # D drawn groups
+    if cfg.dynamic_sampling:  # the first prompts_per_step groups with signal, in draw order
+        signal = has_signal(batch.reward)                                          # (D,)
+        batch.kept = signal & (signal.cumsum(0) <= cfg.prompts_per_step)           # (D,)
     t_gen = time.perf_counter() - t0
-    G = cfg.group_size
-    stack = lambda f: procs.gather(torch.stack([f(g).cpu() for g in groups]))  # noqa: E731  (Q, ...) on CPU
-    reward, temporal, relative = stack(lambda g: g.reward), stack(lambda g: g.temporal), stack(lambda g: g.relative)
-    parts = {name: stack(lambda g, n=name: g.parts[n]) for name in groups[0].parts}
-    qstats = stack(lambda g: g.stats)                                              # (Q, 4)
-    lengths = stack(lambda g: g.rollouts.completion_mask.sum(1).float())           # (Q, G)
-    truncated = stack(lambda g: g.rollouts.truncated.float())                      # (Q, G)
 
-    # Advantages over the whole (gathered) batch, so scale="batch" sees every reward
-    flat = reward.reshape(-1)                                                      # (Q*G,)
-    adv, _ = bonus_advantages(flat, (temporal + relative).reshape(-1), G,
-                              scale=cfg.scale_rewards, mode=cfg.bonus_mode)        # (Q*G,)
-    _, t_changed = bonus_advantages(flat, temporal.reshape(-1), G, scale=cfg.scale_rewards, mode=cfg.bonus_mode)
-    _, r_changed = bonus_advantages(flat, relative.reshape(-1), G, scale=cfg.scale_rewards, mode=cfg.bonus_mode)
-    local = adv.view(-1, G)[procs.rank * len(groups):(procs.rank + 1) * len(groups)]  # (Ql, G)
+    # 2. advantages over the kept groups of every process, so scale="batch" sees every reward
+    G, kept = cfg.group_size, batch.kept
+    adv, changed = bonus_advantages(batch.reward[kept].reshape(-1),
+                                    {"temporal": batch.temporal[kept].reshape(-1),
+                                     "relative": batch.relative[kept].reshape(-1)},
+                                    G, scale=cfg.scale_rewards, mode=cfg.bonus_mode)  # (K*G,), name -> (K*G,)
+    row = {int(p): i for i, p in enumerate(torch.nonzero(kept).flatten())}         # draw position -> kept row
+    mine = [g for g in groups if g.position in row]
+    local_adv = [adv.view(-1, G)[row[g.position]] for g in mine]                   # [(G,)]
 
-    # One micro-batch per question; normalisers of the whole batch, so the parts add up to it
-    n_tokens = lengths.sum().item()
-    if cfg.loss_type == "bnpo":  # TRL: a token mean over this process's batch
-        norm = max(sum(g.rollouts.completion_mask.sum().item() for g in groups), 1.0)
-    else:  # gradients are averaged over processes, hence the / n
-        norm = batch_normalizer(cfg.loss_type, reward.numel(), n_tokens, cfg.max_completion_length) / procs.n
+    # 3. the update: one micro-batch per kept question, normalisers of the whole kept batch
     t1 = time.perf_counter()
-    with torch.no_grad(), procs.full_weights(model):
-        old = [token_logprobs(policy, g.rollouts, cfg.temperature) if cfg.num_iterations > 1 else None
-               for g in groups]
-        ref = [None] * len(groups)
-        if cfg.beta > 0:
-            with reference(policy):  # the model RFT started from: LoRA off (model.reference)
-                ref = [token_logprobs(policy, g.rollouts, cfg.temperature) for g in groups]
-    params = [p for p in model.parameters() if p.requires_grad]
-    model.train()
-    for _ in range(cfg.num_iterations):
-        loss_sum, sums = 0.0, torch.zeros(4)  # kl, clip, ratio (token-weighted), tokens
-        for i, g in enumerate(groups):
-            with procs.no_sync(model, last=i == len(groups) - 1):
-                logp = token_logprobs(model, g.rollouts, cfg.temperature)         # (G, C)
-                mask = g.rollouts.completion_mask.float()                         # (G, C)
-                loss, st = policy_loss(
-                    logp, logp.detach() if old[i] is None else old[i], ref[i], local[i].to(logp.device), mask,
-                    beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
-                    loss_type=cfg.loss_type, max_completion_length=cfg.max_completion_length,
-                    normalizer=norm)
-                procs.backward(model, loss)
-            loss_sum += loss.item()
-            w = mask.sum().item()
-            sums += torch.tensor([st["policy/kl"] * w, st["policy/clip_frac"] * w, st["policy/ratio_mean"] * w, w])
-        # every process decides alike: gradients are synced, the loss is gathered
-        totals = procs.gather(torch.tensor([[loss_sum, *sums.tolist()]])).sum(0)  # (5,)
-        grad_norm = procs.update(model, optimizer, params, cfg.grad_clip, totals[0].item())
-    model.eval()
-
-    accuracy = parts.get("accuracy", torch.zeros_like(reward))
-    correct = accuracy > cfg.temporal_threshold                                    # (Q, G)
-    has_shuffled = ~torch.isnan(qstats[:, 0])
-    metrics = {f"reward/{name}/mean": v.mean().item() for name, v in parts.items()}
-    metrics.update({
-        "reward/mean": reward.mean().item(),
-        "reward/std": reward.std().item() if reward.numel() > 1 else 0.0,
-        "group/frac_zero_std": (reward.std(dim=1) < 1e-6).float().mean().item() if G > 1 else 1.0,
-        "group/all_correct": correct.all(dim=1).float().mean().item(),
-        "group/all_wrong": (~correct).all(dim=1).float().mean().item(),
-        "completion/length_mean": lengths.mean().item(),
-        "completion/clipped_frac": truncated.mean().item(),
-        "policy/kl": (totals[1] / totals[4].clamp(min=1)).item(),
-        "policy/clip_frac": (totals[2] / totals[4].clamp(min=1)).item(),
-        "policy/ratio_mean": (totals[3] / totals[4].clamp(min=1)).item(),
-        "train/loss": totals[0].item() / procs.n,  # the mean of the processes' losses, as DDP's gradient
-        "train/grad_norm": grad_norm.item(),
-        "time/generate_s": t_gen,
-        "time/update_s": time.perf_counter() - t1,
-    })
-    if cfg.algo == "t_grpo":
-        metrics.update({
-            "tgrpo/p": _nanmean(qstats[:, 0]),
-            "tgrpo/p_shuffled": _nanmean(qstats[:, 1]),
-            "tgrpo/bonus_applied": _nanmean(qstats[:, 2]),
-            "tgrpo/advantage_changed": t_changed.view(-1, G)[has_shuffled].float().mean().item()
-            if has_shuffled.any() else 0.0,
-        })
-    if cfg.relative:
-        has_kim = ~torch.isnan(qstats[:, 3])
-        metrics.update({
-            "relative/gap": _nanmean(qstats[:, 3]),
-            "relative/bonus_mean": relative.mean().item(),
-            "relative/advantage_changed": r_changed.view(-1, G)[has_kim].float().mean().item()
-            if has_kim.any() else 0.0,
-        })
+    totals = update(model, optimizer, mine, local_adv, cfg, engine, batch, policy, pad=groups[0])
+    metrics = step_metrics(batch, changed, totals, cfg, engine)
+    metrics.update({"time/generate_s": t_gen, "time/update_s": time.perf_counter() - t1})
     return metrics
 
 
-# ----------------------------------------------------------------------------- checkpoints
+def update(model, optimizer, mine: list[Group], local_adv: list[torch.Tensor], cfg: RFTParams,
+           engine: Engine, batch: Batch, policy, pad: Group) -> dict[str, float]:
+    """`num_iterations` clipped updates on this process's kept groups; the step's loss and token
+    statistics summed over processes. Every process makes as many micro-batches (sharded
+    engines gather weights in each forward): one with fewer kept groups pads with a drawn group
+    (`pad`) whose loss counts 0."""
+    kept_lengths = batch.lengths[batch.kept]                                       # (K, G)
+    if cfg.mask_truncated:  # the tokens that carry a loss
+        kept_lengths = kept_lengths * (1 - batch.truncated[batch.kept])             # (K, G)
+    n_micro = int(engine.gather(torch.tensor([len(mine)])).max()) if engine.n > 1 else len(mine)
+    if n_micro == 0:  # dynamic sampling found no group with signal: no update
+        return {"loss": 0.0, "kl": 0.0, "clip": 0.0, "ratio": 0.0, "capped": 0.0, "tokens": 0.0, "grad_norm": 0.0}
+    if cfg.loss_type == "bnpo":  # TRL: a token mean over this process's batch
+        norm = max(sum(loss_mask(g, cfg).sum().item() for g in mine), 1.0)
+    else:  # gradients are averaged over processes, hence the / n
+        norm = batch_normalizer(cfg.loss_type, kept_lengths.numel(), kept_lengths.sum().item(),
+                                cfg.max_completion_length) / engine.n
+    micro = [(g, a, 1.0) for g, a in zip(mine, local_adv)]
+    micro += [(pad, torch.zeros(cfg.group_size), 0.0)] * (n_micro - len(mine))
+    with torch.no_grad(), engine.full_weights(model):
+        old = [token_logprobs(policy, g.rollouts, cfg.temperature) if cfg.num_iterations > 1 else None
+               for g, _, _ in micro]
+        ref = [None] * len(micro)
+        if cfg.beta > 0:
+            with reference(policy):  # the model RFT started from: LoRA off (model.reference)
+                ref = [token_logprobs(policy, g.rollouts, cfg.temperature) for g, _, _ in micro]
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    for _ in range(cfg.num_iterations):
+        sums = {"loss": 0.0, "kl": 0.0, "clip": 0.0, "ratio": 0.0, "capped": 0.0, "tokens": 0.0}  # token-weighted
+        for i, (g, a, weight) in enumerate(micro):
+            with engine.no_sync(model, last=i == len(micro) - 1):
+                logp = token_logprobs(model, g.rollouts, cfg.temperature)         # (G, C)
+                mask = loss_mask(g, cfg).to(logp.device)                          # (G, C)
+                loss, st = policy_loss(
+                    logp, logp.detach() if old[i] is None else old[i], ref[i], a.to(logp.device), mask,
+                    beta=cfg.beta, epsilon_low=cfg.epsilon_low, epsilon_high=cfg.epsilon_high,
+                    loss_type=cfg.loss_type, max_completion_length=cfg.max_completion_length,
+                    normalizer=norm, importance_sampling=cfg.importance_sampling, cispo_cap=cfg.cispo_cap)
+                engine.backward(model, loss * weight)
+            w = mask.sum().item() * weight
+            sums["loss"] += loss.item() * weight
+            sums["kl"] += st["policy/kl"] * w
+            sums["clip"] += st["policy/clip_frac"] * w
+            sums["ratio"] += st["policy/ratio_mean"] * w
+            sums["capped"] += st.get("policy/cispo_capped_frac", 0.0) * w
+            sums["tokens"] += w
+        # every process decides alike: gradients are synced, the loss is gathered
+        totals = dict(zip(sums, engine.gather(torch.tensor([list(sums.values())])).sum(0).tolist()))
+        totals["grad_norm"] = engine.update(model, optimizer, params, cfg.grad_clip, totals["loss"]).item()
+    model.eval()
+    return totals
+
+
+def loss_mask(g: Group, cfg: RFTParams) -> torch.Tensor:
+    """(G, C) the completion tokens that carry a loss: all of them, or none of a completion cut
+    at the length budget (`rft.mask_truncated`, TRL's mask_truncated_completions)."""
+    mask = g.rollouts.completion_mask.float()                                      # (G, C)
+    return mask_truncated(mask, g.rollouts.truncated.to(mask.device)) if cfg.mask_truncated else mask
+
+
+def step_metrics(batch: Batch, changed: dict[str, torch.Tensor], totals: dict, cfg: RFTParams,
+                 engine: Engine) -> dict[str, float]:
+    """The step's logged metrics (the README's metric glossary): rewards, groups and lengths
+    over every drawn group (what the policy did), loss statistics over the update."""
+    G, reward = cfg.group_size, batch.reward                                       # (D, G)
+    correct = batch.parts.get("accuracy", torch.zeros_like(reward)) > cfg.temporal_threshold  # (D, G)
+    tokens = max(totals["tokens"], 1.0)
+    metrics = {f"reward/{name}/mean": v.mean().item() for name, v in batch.parts.items()}
+    metrics.update({
+        "reward/mean": reward.mean().item(),
+        "reward/std": reward.std().item() if reward.numel() > 1 else 0.0,
+        "group/frac_zero_std": (~has_signal(reward)).float().mean().item(),
+        "group/all_correct": correct.all(dim=1).float().mean().item(),
+        "group/all_wrong": (~correct).all(dim=1).float().mean().item(),
+        "completion/length_mean": batch.lengths.mean().item(),
+        "completion/clipped_frac": batch.truncated.mean().item(),
+        "policy/kl": totals["kl"] / tokens,
+        "policy/clip_frac": totals["clip"] / tokens,
+        "policy/ratio_mean": totals["ratio"] / tokens,
+        "train/loss": totals["loss"] / engine.n,  # the mean of the processes' losses, as DDP's gradient
+        "train/grad_norm": totals["grad_norm"],
+    })
+    if cfg.loss_type == "cispo":
+        metrics["policy/cispo_capped_frac"] = totals["capped"] / tokens
+    if cfg.dynamic_sampling:
+        metrics.update({"group/drawn": float(len(reward)), "group/kept": float(batch.kept.sum())})
+
+    def nanmean(x: torch.Tensor) -> float:
+        x = x[~torch.isnan(x)]
+        return x.mean().item() if x.numel() else 0.0
+
+    def changed_frac(name: str, stat: str) -> float:  # among kept groups that computed the bonus
+        has = ~torch.isnan(batch.stats[stat][batch.kept])                         # (K,)
+        return changed[name].view(-1, G)[has].float().mean().item() if has.any() else 0.0
+
+    if cfg.algo == "t_grpo":
+        metrics.update({"tgrpo/p": nanmean(batch.stats["p"]),
+                        "tgrpo/p_shuffled": nanmean(batch.stats["p_shuffled"]),
+                        "tgrpo/bonus_applied": nanmean(batch.stats["bonus_applied"]),
+                        "tgrpo/advantage_changed": changed_frac("temporal", "p")})
+    if cfg.relative:
+        metrics.update({"relative/gap": nanmean(batch.stats["relative_gap"]),
+                        "relative/bonus_mean": batch.relative.mean().item(),
+                        "relative/advantage_changed": changed_frac("relative", "relative_gap")})
+    return metrics
+
+
+# ----------------------------------------------------------------------------- the run
 RESUME_IGNORES = ("steps", "checkpoint_every", "keep_checkpoints", "num_processes", "accelerate_config")
-"""Params that do not change what a step computes: a run with more steps resumes a shorter one."""
+"""Params that do not change what a step computes: a run with more steps resumes a shorter
+one (the learning rate is constant, so step k does not depend on the total)."""
 
 
-def fingerprint(cfg: RFTParams, seed: int, files: list[str | os.PathLike] = ()) -> str:
+def fingerprint(cfg: RFTParams, seed: int, files: list = ()) -> str:
     """What a checkpoint must match to be resumed: the params that shape the steps, the seed,
-    and the bytes of the inputs (RL split, starting weights)."""
+    the bytes of the inputs (RL split, starting weights) and the code of every vrlib module the
+    loop runs (a changed reward or loss trains from step 0)."""
     shape = {k: v for k, v in asdict(cfg).items() if k not in RESUME_IGNORES}
-    return digest([shape, seed], files)
+    code = sources.closure(Path(__file__).read_text()) + [Path(__file__)]
+    return digest([shape, seed], [*files, *sorted(set(code))])
 
 
-def checkpoints(checkpoint_dir: str | os.PathLike, print_: str) -> list[Path]:
-    """This run's checkpoints, oldest first: `step_<n>-<fingerprint>.pt`."""
-    return sorted(Path(checkpoint_dir).glob(f"step_*-{print_}.pt"))
-
-
-def save_state(path: Path, adapter: dict, optimizer: dict, engine: str, step: int, history: list[dict],
-               print_: str) -> None:
-    """`adapter` and `optimizer` as `_Procs.adapter_state` / `optimizer_state` give them; `engine`
-    says what the optimizer state is ("torch": torch's; "fsdp", "deepspeed": a list of each
-    process's shard)."""
-    state = {"step": step, "fingerprint": print_, "history": history, "adapter": adapter,
-             "optimizer": optimizer, "engine": engine}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # a crash while writing leaves the previous checkpoint intact
-        torch.save(state, tmp)
-
-
-def load_state(checkpoint_dir: str | os.PathLike, print_: str) -> dict | None:
-    """The newest checkpoint written for these params and inputs, or None."""
-    import pickle
-
-    found = checkpoints(checkpoint_dir, print_)
-    if not found:
-        return None
-    try:
-        with torch.serialization.safe_globals(_zero_state_classes()):
-            return torch.load(found[-1], map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # DeepSpeed's classes are allowed only in a DeepSpeed run
-        raise ValueError(f"{found[-1]} cannot be read here ({err.__class__.__name__}); a checkpoint "
-                         "written under DeepSpeed resumes only under DeepSpeed (rft.accelerate_config) "
-                         "with as many processes: run it so, or move it away") from err
-
-
-def _zero_state_classes() -> list:
-    """What a ZeRO optimizer's state pickles besides tensors (DeepSpeed loads its own checkpoints
-    with weights_only=False). A run under DeepSpeed has imported it; any other needs none."""
-    if "deepspeed" not in sys.modules:
-        return []
-    from deepspeed.runtime.fp16.loss_scaler import LossScaler
-    from deepspeed.runtime.zero.config import ZeroStageEnum
-    from deepspeed.utils.tensor_fragment import fragment_address
-
-    return [LossScaler, ZeroStageEnum, fragment_address]
+def draws(samples: list, clips: list, kim_clips: list | None, cfg: RFTParams, engine: Engine, *,
+          seed: int, step: int) -> Iterator[list[Question]]:
+    """This process's questions of a step, one round of `prompts_per_step` draws after another
+    (more than one only under dynamic sampling, up to `max_draws`). The draws come from
+    `np.random.default_rng([seed, step])`, each round split over processes in contiguous blocks."""
+    Q, per = cfg.prompts_per_step, cfg.prompts_per_step // engine.n
+    n = min(cfg.max_draws, len(samples)) if cfg.dynamic_sampling else Q
+    idx = np.random.default_rng([seed, step]).choice(len(samples), size=n, replace=False)
+    for start in range(0, n - Q + 1, Q):
+        mine = range(start + engine.rank * per, start + (engine.rank + 1) * per)
+        yield [Question(k, samples[idx[k]], clips[idx[k]], None if kim_clips is None else kim_clips[idx[k]])
+               for k in mine]
 
 
 def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, seed: int,
                kim_clips: list | None = None, checkpoint_dir: str | Path | None = None,
                fingerprint_: str = "run", on_step: Callable[[int, dict], None] | None = None,
-               reward_funcs: dict = REWARD_FUNCS, accelerator=None, out: str | Path | None = None) -> list[dict]:
-    """`cfg.steps` GRPO steps; the step's questions are drawn from
-    `np.random.default_rng([seed, step])` and split over processes in contiguous blocks. With
-    `out`, the trained adapter is written there at the end (peft's format); it is written here,
-    where the wrapped model is, because under FSDP every process takes part in gathering it.
+               reward_funcs: dict = REWARD_FUNCS, accelerator=None, out: str | Path | None = None,
+               say: Callable[[str], None] = print) -> list[dict]:
+    """`cfg.steps` GRPO steps. With `out`, the trained adapter is written there at the end
+    (peft's format); here, where the wrapped model is, because under FSDP every process takes
+    part in gathering it.
 
     With `checkpoint_dir`, the state is saved every `cfg.checkpoint_every` steps and at the end,
-    and a run finds the newest checkpoint with its fingerprint and resumes from it (replaying
-    its logged steps to `on_step`); checkpoints of other params are left alone and never loaded.
-    """
+    and a run resumes from the newest checkpoint with its fingerprint at or below `cfg.steps`
+    (replaying its logged steps to `on_step`); it says which (`say`, on the main process)."""
     from peft import set_peft_model_state_dict
 
-    procs = _Procs(accelerator)
-    if cfg.prompts_per_step % procs.n:
+    engine = Engine(accelerator)
+    say = say if engine.rank == 0 else (lambda _: None)
+    if cfg.prompts_per_step % engine.n:
         raise ValueError(f"rft.prompts_per_step={cfg.prompts_per_step} must be a multiple of the "
-                         f"{procs.n} processes")
+                         f"{engine.n} processes")
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     history: list[dict] = []
-    state = load_state(checkpoint_dir, fingerprint_) if checkpoint_dir is not None else None
+    state = load_state(checkpoint_dir, fingerprint_, cfg.steps) if checkpoint_dir is not None else None
     if state is not None:  # the weights before wrapping: every process holds the whole model
         set_peft_model_state_dict(model, state["adapter"])
     if accelerator is not None:
-        procs.configure(model, cfg)
+        engine.configure(model, cfg.grad_clip)
         model, optimizer = accelerator.prepare(model, optimizer)
     if state is not None:  # under FSDP the optimizer state is sharded like the wrapped model
-        procs.load_optimizer_state(optimizer, state)
-        history = state["history"][:cfg.steps]
+        engine.load_optimizer_state(optimizer, state)
+        history = state["history"][:state["step"]]
         for step, metrics in enumerate(history):
             if on_step is not None:
                 on_step(step, metrics)
-    per_process = cfg.prompts_per_step // procs.n
+        say(f"rft: resumed from step {state['step']} of {cfg.steps} ({checkpoint_dir}, fingerprint "
+            f"{fingerprint_}), {cfg.steps - state['step']} steps to run")
+    elif checkpoint_dir is not None:
+        say(f"rft: no matching checkpoint in {checkpoint_dir} (fingerprint {fingerprint_}): "
+            f"training from step 0 of {cfg.steps}")
     for step in range(len(history), cfg.steps):
-        rng = np.random.default_rng([seed, step])
-        idx = rng.choice(len(samples), size=cfg.prompts_per_step, replace=False)
-        mine = range(procs.rank * per_process, (procs.rank + 1) * per_process)
-        questions = [Question(k, samples[idx[k]], clips[idx[k]],
-                              None if kim_clips is None else kim_clips[idx[k]]) for k in mine]
+        rounds = draws(samples, clips, kim_clips, cfg, engine, seed=seed, step=step)
         try:
-            metrics = grpo_step(model, processor, optimizer, questions, cfg, seed=seed, step=step,
-                                reward_funcs=reward_funcs, accelerator=accelerator)
+            metrics = grpo_step(model, processor, optimizer, next(rounds), cfg, seed=seed, step=step,
+                                reward_funcs=reward_funcs, engine=engine, more=rounds)
         except FloatingPointError as err:
             last = checkpoints(checkpoint_dir, fingerprint_)[-1:] if checkpoint_dir is not None else []
             raise FloatingPointError(
                 f"RFT stopped at step {step}: {err}. The last good checkpoint is "
-                f"{last[0] if last else 'none (none was written yet)'}; lower rft.lr or raise "
+                f"{last[0][1] if last else 'none (none was written yet)'}; lower rft.lr or raise "
                 "rft.temperature, then rerun to resume from it.") from err
         history.append(metrics)
         if on_step is not None:
             on_step(step, metrics)
         done = step + 1
         if checkpoint_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            adapter, optim = procs.adapter_state(model), procs.optimizer_state(optimizer)  # collective
-            if procs.rank == 0:
-                save_state(Path(checkpoint_dir) / f"step_{done:05d}-{fingerprint_}.pt", adapter, optim,
-                           procs.engine, done, history, fingerprint_)
-                for old in checkpoints(checkpoint_dir, fingerprint_)[:-max(1, cfg.keep_checkpoints)]:
-                    old.unlink()
+            adapter, optim = engine.adapter_state(model), engine.optimizer_state(optimizer)  # collective
+            if engine.rank == 0:
+                save_state(checkpoint_dir, fingerprint_, done, adapter=adapter, optimizer=optim,
+                           engine=engine.engine, history=history, keep=cfg.keep_checkpoints)
             if accelerator is not None:
                 accelerator.wait_for_everyone()
     if out is not None:
         from vrlib.model import save_checkpoint
 
-        adapter = procs.adapter_state(model) if procs.gathers_adapter else None  # a collective
-        if procs.rank == 0:
-            save_checkpoint(procs.unwrap(model), None, out, adapter=adapter)
+        adapter = engine.adapter_state(model) if engine.gathers_adapter else None  # a collective
+        if engine.rank == 0:
+            save_checkpoint(engine.unwrap(model), None, out, adapter=adapter)
         if accelerator is not None:
             accelerator.wait_for_everyone()
     return history
 
 
 # ----------------------------------------------------------------------------- the stage
+HISTORY = "history.json"
+"""The step logs next to the adapter, without timings (`time/*` go to dvclive only), so that
+the same run written twice gives the same bytes."""
+
+
 def load_kim_clips(samples: list, jsonl_path, dcfg) -> list[Clip | None]:
     """The key-information-missing clip of each sample that has one (`kim_path`), else None."""
     from vrlib.data import load_media, video_path
@@ -525,31 +464,6 @@ def load_kim_clips(samples: list, jsonl_path, dcfg) -> list[Clip | None]:
                        min_frames=dcfg.min_frames, max_frames=dcfg.max_frames) for s in samples]
 
 
-def launch_command(cfg: RFTParams, params_path: str = "params.yaml") -> list[str]:
-    """`accelerate launch` of this module with cfg.num_processes processes: cfg.accelerate_config
-    when given, else DDP on the local devices (gloo on a machine without GPUs)."""
-    how = ["--config_file", cfg.accelerate_config] if cfg.accelerate_config else \
-        ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    return [sys.executable, "-m", "accelerate.commands.launch", *how,
-            "--num_processes", str(cfg.num_processes), "-m", "vrlib.rft", "--params", params_path]
-
-
-def make_accelerator():
-    """The Accelerator of this process, as `accelerate launch` set it up: on GPUs, or on the CPU
-    (gloo). accelerate turns DeepSpeed on for accelerators only; without a GPU it is run on
-    DeepSpeed's CPU accelerator (`DS_ACCELERATOR=cpu`) over gloo, as the tests do, instead of
-    silently falling back to DDP."""
-    from accelerate import Accelerator, PartialState
-
-    if torch.cuda.is_available():
-        return Accelerator()
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-        PartialState(backend="gloo")  # the shared state the Accelerator below takes up
-        return Accelerator()
-    return Accelerator(cpu=True)
-
-
 def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base", sft: str = "models/sft",
         split: str = "data/rl.jsonl", out: str = "models/rft", checkpoint_dir: str = "checkpoints/rft",
         live_dir: str | None = "dvclive/rft") -> list[dict]:
@@ -557,9 +471,10 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
     and the policy, train (resuming a matching checkpoint), write the adapter, the adapter
     stack it sits on (`stack.json`) and the step logs. `bcfg` (params' base section) says how
     the model is loaded: dtype, attention, 4-bit storage."""
-    from vrlib.data import load_split
-    from vrlib.logs import dvclive_logger
     from vrlib.config import BaseParams
+    from vrlib.data import load_split
+    from vrlib.engine import make_accelerator
+    from vrlib.logs import both, dvclive_logger, progress
     from vrlib.model import STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor
 
     accelerator = make_accelerator()
@@ -574,17 +489,20 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
     inputs = [split, check_model_dir(base) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in below]]
     main = accelerator.is_main_process
     with contextlib.ExitStack() as stack:
-        on_step = None
+        callbacks = []
         if main and live_dir is not None:
             from dvclive import Live
 
-            on_step = dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None)))
+            callbacks.append(dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None))))
+        if main:
+            callbacks.append(progress("rft", cfg.steps, keys=("reward/mean", "reward/accuracy/mean", "policy/kl")))
         history = train_grpo(model, processor, samples, clips, cfg, seed=seed, kim_clips=kim_clips,
                              checkpoint_dir=checkpoint_dir, fingerprint_=fingerprint(cfg, seed, inputs),
-                             on_step=on_step, accelerator=accelerator, out=out)
+                             on_step=both(*callbacks), accelerator=accelerator, out=out)
     if main:
         (Path(out) / STACK).write_text(json.dumps({"below": below}))
-        (Path(out) / "history.json").write_text(json.dumps(history))
+        untimed = [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
+        (Path(out) / HISTORY).write_text(json.dumps(untimed))
     accelerator.wait_for_everyone()
     return history
 
@@ -598,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = config.load(args.params)
-    run(params.seed, params.data, params.rft, params.base)
+    run(params.rft.seed, params.data, params.rft, params.base)  # the RL seed: data, base and SFT are done
 
 
 if __name__ == "__main__":

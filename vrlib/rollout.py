@@ -1,7 +1,7 @@
 """Rollouts with HF `generate`, and the forward pass that turns them into per-token log-probs.
 
 The log-prob forward always receives the image and video tensors: TRL's GRPOTrainer drops them for
-video prompts (research/ecosystem-facts.md sec. 1.1), and Video-R1's trainer silently reran
+video prompts (huggingface/trl#5373, open as of trl 1.16), and Video-R1's trainer silently reran
 without the video after a failure. Here a failing forward raises.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Used twice: the tiny base model's perception pretraining (all weights, inventory targets) and
 the SFT cold start (LoRA, chain-of-thought targets). TRL's SFTTrainer has no video collator
-(research/ecosystem-facts.md sec. 1.4), and this loop is 30 lines.
+(trl's `DataCollatorForVisionLanguageModeling` reads images only), and this loop is 30 lines.
 
 The video processor's output depends only on the clip, so it is computed once per item and
 reused every time the item is drawn (the same tensors `prompts.encode_examples` builds, as

@@ -1,7 +1,7 @@
-"""Task families of the synthetic world: one question generator per kind of task in the seeds.
+"""Task families of the synthetic world: one question generator per kind of task in the papers.
 
 Each family maps (seed, index) to an `Item`: the frames to write, the question in the answer
-format of the real dataset it stands for (DESIGN.md data contract), a short chain of thought,
+format of the real dataset it stands for (docs/design.md, the data contract), a short chain of thought,
 and the key frames the answer depends on (VideoPerceiver's key-information-missing videos).
 Choices inside a family use streams of `world.scene_rng(seed, index, stream)`, so items are
 reproducible one by one and the global RNG is never touched.

@@ -3,7 +3,7 @@
 Sampling follows qwen-vl-utils' `smart_nframes` as vendored by Video-R1 (2 fps, 4..16
 frames, an even count because Qwen2.5-VL's temporal patch is 2), and reports the real
 sampled fps so the processor gets the same temporal spacing in training and evaluation
-(Video-R1 drops it in training; see DESIGN.md "Video in").
+(Video-R1 drops it in training; see docs/design.md, "Video in").
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -185,29 +185,23 @@ FOLDER_FPS = 10.0
 """The clock of a folder of frames, which has none: GOT-10k is recorded at 10 fps."""
 
 
+def frame_files(path: str | os.PathLike) -> list[Path]:
+    """The frames of a folder of frames: its `*.jpg` files in name order (VideoChat-R1
+    grpo_tasks.py load_json_dataset_tracking; MVBench's TVQA frames too); [] for no folder."""
+    path = Path(path)
+    return sorted(p for p in path.iterdir() if p.suffix == ".jpg") if path.is_dir() else []
+
+
 def sample_frame_folder(path: str | os.PathLike, *, fps: float = 2.0, min_frames: int = 4,
                         max_frames: int = 16) -> Clip:
-    """`sample_frames` for a folder of `*.jpg` frames in name order (GOT-10k as VideoChat-R1
-    feeds it), timed at FOLDER_FPS."""
+    """`sample_frames` for a folder of frames (`frame_files`: GOT-10k as VideoChat-R1 feeds
+    it), timed at FOLDER_FPS."""
     path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.suffix == ".jpg") if path.is_dir() else []
+    files = frame_files(path)
     if len(files) < FRAME_FACTOR:
         raise FileNotFoundError(2, f"need at least {FRAME_FACTOR} .jpg frames in folder", str(path))
     return _spread(lambda indices: np.stack([read_image(files[i]).frames[0] for i in indices]),  # (n, H, W, 3)
                    0, len(files) - 1, FOLDER_FPS, path, fps=fps, min_frames=min_frames, max_frames=max_frames)
-
-
-def shuffle_frames(clip: Clip, generator_or_seed: np.random.Generator | int) -> Clip:
-    """A copy with frames permuted in time: T-GRPO's contrast video (Video-R1 sec. 3.2).
-
-    `indices` and `timestamps` are permuted alongside, so entry i still says where frame i
-    came from; `fps` is unchanged, as in Video-R1. Like Video-R1's `torch.randperm`, the
-    permutation may be the identity (likely only for very short clips).
-    """
-    perm = np.random.default_rng(generator_or_seed).permutation(len(clip.frames))  # (T,)
-    return replace(
-        clip, frames=clip.frames[perm], indices=clip.indices[perm], timestamps=clip.timestamps[perm]
-    )
 
 
 def _reason(path: Path, err: Exception) -> str:

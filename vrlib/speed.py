@@ -1,7 +1,8 @@
-"""Benchmarks (scripts, not timed tests), each printing a markdown table with the machine:
+"""Speed: throughput of the data path and of a GRPO step (scripts, not timed tests), each
+printing a markdown table with the machine:
 
-    python -m vrlib.bench data [--n 20] [--repeat 3]
-    python -m vrlib.bench grpo --shape {tiny,qwen2.5-vl-3b,qwen2.5-vl-7b} [--steps 3] [--prompts 1]
+    python -m vrlib.speed data [--n 20] [--repeat 3]
+    python -m vrlib.speed grpo --shape {tiny,qwen2.5-vl-3b,qwen2.5-vl-7b} [--steps 3] [--prompts 1]
         [--completion 768] [--frames 16] [--max-pixels 100352] [--static-cache] [--compile [MODE]]
 
 `data` measures how fast the world generates items (frames rendered and MP4 written, per
@@ -92,7 +93,7 @@ def bench_data(n: int, repeat: int) -> str:
 
 # ----------------------------------------------------------------------------- grpo
 # config.json of Qwen/Qwen2.5-VL-7B-Instruct and Qwen/Qwen2.5-VL-3B-Instruct; built on the meta
-# device they give the published 8,292,166,656 and 3,754,622,976 parameters (tests/test_bench.py)
+# device they give the published 8,292,166,656 and 3,754,622,976 parameters (tests/test_speed.py)
 QWEN_TEXT = {
     "qwen2.5-vl-7b": dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
                           num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
@@ -378,7 +379,7 @@ def bench_grpo(args, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vrlib.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m vrlib.speed", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     data = sub.add_parser("data", help="world generation and frame decoding speed")
     data.add_argument("--n", type=int, default=20, help="items per family")
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         print(bench_data(args.n, args.repeat))
     else:
         argv = sys.argv[1:] if argv is None else argv
-        print(bench_grpo(args, "python -m vrlib.bench " + " ".join(argv)))
+        print(bench_grpo(args, "python -m vrlib.speed " + " ".join(argv)))
 
 
 if __name__ == "__main__":

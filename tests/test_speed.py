@@ -1,7 +1,7 @@
-"""The GRPO benchmark at the tiny size, the Qwen2.5-VL shapes it builds, and the launch files
-for several GPUs and nodes (accelerate configs, SLURM script).
+"""vrlib.speed's GRPO step timing at the tiny size, the Qwen2.5-VL shapes it builds, and the
+launch files for several GPUs and nodes (accelerate configs, SLURM script).
 
-Run: `.venv/bin/pytest tests/test_bench.py`
+Run: `.venv/bin/pytest tests/test_speed.py`
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vrlib import bench
+from vrlib import speed
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "vrlib" / "launch"
@@ -23,7 +23,7 @@ LAUNCH = ROOT / "vrlib" / "launch"
 def test_decode_bound_by_hand():
     # 4 tokens; each step reads 100 B of weights + 2 B per context token for each of 4 sequences;
     # mean context 10 + 4/2 = 12: 4 * (100 + 4 * 2 * 12) B at 1000 B/s = 0.784 s
-    b = bench.DecodeBound(weight_bytes=100, kv_bytes_per_token=2, bandwidth=1000.0)
+    b = speed.DecodeBound(weight_bytes=100, kv_bytes_per_token=2, bandwidth=1000.0)
     assert b.seconds(4, prompt=10, completion=4) == pytest.approx(0.784)
     assert b.seconds(4, prompt=10, completion=4, extra_weight_bytes=50) == pytest.approx(0.984)
 
@@ -36,10 +36,10 @@ def test_decode_weight_bytes_count_what_a_step_reads(tiny_dir):
     full = load_model(tiny_dir)
     lm = full.model.language_model
     read = sum(p.numel() for m in (lm.layers, lm.norm) for p in m.parameters()) + full.lm_head.weight.numel()
-    assert bench.decode_weight_bytes(full) == (4 * read, 0)  # fp32; no vision tower, no embedding
+    assert speed.decode_weight_bytes(full) == (4 * read, 0)  # fp32; no vision tower, no embedding
     nf4 = load_model(tiny_dir, load_in_4bit=True)
     linears = [m for m in nf4.model.language_model.modules() if isinstance(m, bnb.nn.Linear4bit)]
-    nbytes, quantized = bench.decode_weight_bytes(nf4)
+    nbytes, quantized = speed.decode_weight_bytes(nf4)
     assert quantized == sum(m.in_features * m.out_features for m in linears)
     assert 4 * (read - quantized) + quantized // 2 < nbytes < 4 * read  # + absmax constants
 
@@ -50,7 +50,7 @@ def test_qwen_shapes_have_the_published_parameter_counts(shape, count, published
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     with torch.device("meta"):
-        model = Qwen2_5_VLForConditionalGeneration(bench.qwen_config(shape))
+        model = Qwen2_5_VLForConditionalGeneration(speed.qwen_config(shape))
     n = sum(p.numel() for p in model.parameters())
     assert n == count and abs(n - published) / published < 0.01
     assert (model.lm_head.weight is model.get_input_embeddings().weight) == (shape == "qwen2.5-vl-3b")
@@ -60,23 +60,23 @@ def test_qwen_config_takes_the_tokenizer_ids_but_keeps_the_real_vocabulary():
     from vrlib.model import train_tokenizer
 
     tok = train_tokenizer(["Which shape moves first? <answer>A</answer>"] * 10, 300)
-    config = bench.qwen_config("qwen2.5-vl-7b", tok)
+    config = speed.qwen_config("qwen2.5-vl-7b", tok)
     assert config.text_config.vocab_size == 152064 > len(tok)
     assert config.video_token_id == tok.convert_tokens_to_ids("<|video_pad|>")
     assert config.text_config.eos_token_id == tok.convert_tokens_to_ids("<|im_end|>")
-    assert bench.qwen_config("qwen2.5-vl-7b").video_token_id == 151656  # Qwen's own without one
+    assert speed.qwen_config("qwen2.5-vl-7b").video_token_id == 151656  # Qwen's own without one
 
 
 @pytest.mark.parametrize("faster", [[], ["--static-cache"],
                                     pytest.param(["--static-cache", "--compile"], marks=pytest.mark.slow)])
 def test_grpo_bench_prints_every_row(capsys, faster):
-    bench.main(["grpo", "--shape", "tiny", "--steps", "1", "--warmup", "0", "--completion", "8",
+    speed.main(["grpo", "--shape", "tiny", "--steps", "1", "--warmup", "0", "--completion", "8",
                 "--frames", "4", "--max-pixels", "3136", "--bandwidth-gbs", "20", *faster])
     out = capsys.readouterr().out
     rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", out, re.M))
-    assert list(rows)[1:] == list(bench.GRPO_ROWS)  # after the header row
-    assert "command: `python -m vrlib.bench grpo --shape tiny" in out
-    for row in bench.GRPO_ROWS[1:-1]:
+    assert list(rows)[1:] == list(speed.GRPO_ROWS)  # after the header row
+    assert "command: `python -m vrlib.speed grpo --shape tiny" in out
+    for row in speed.GRPO_ROWS[1:-1]:
         float(rows[row].split()[0])  # every number parses
     assert rows["completion tokens per rollout (measured mean)"] == "8 (8)"  # min_new_tokens held
     assert rows["rollouts per prompt (ordered + shuffled)"] == "8 + 4"  # T-GRPO: G = 8, + G/2
@@ -149,14 +149,14 @@ def test_slurm_script_starts_one_accelerate_launch_per_node(tmp_path):
 def test_grpo_bench_runs_a_qwen_shape_shrunk(monkeypatch, capsys):
     """The 3B's path (its tokenizer ids, the real vocabulary, the vision tower's window
     attention, nf4 loading) with 1 text layer of width 64 and 1 vision block."""
-    monkeypatch.setitem(bench.QWEN_TEXT, "qwen2.5-vl-3b", dict(
-        bench.QWEN_TEXT["qwen2.5-vl-3b"], hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+    monkeypatch.setitem(speed.QWEN_TEXT, "qwen2.5-vl-3b", dict(
+        speed.QWEN_TEXT["qwen2.5-vl-3b"], hidden_size=64, intermediate_size=128, num_hidden_layers=1,
         num_attention_heads=2, num_key_value_heads=1))
-    monkeypatch.setattr(bench, "QWEN_VISION", dict(bench.QWEN_VISION, depth=1, hidden_size=64,
+    monkeypatch.setattr(speed, "QWEN_VISION", dict(speed.QWEN_VISION, depth=1, hidden_size=64,
                                                    intermediate_size=128, num_heads=2))
-    monkeypatch.setitem(bench.QWEN_TEXT_COMMON, "rope_parameters", dict(
-        bench.QWEN_TEXT_COMMON["rope_parameters"], mrope_section=[4, 6, 6]))
-    bench.main(["grpo", "--shape", "qwen2.5-vl-3b", "--steps", "1", "--warmup", "0",
+    monkeypatch.setitem(speed.QWEN_TEXT_COMMON, "rope_parameters", dict(
+        speed.QWEN_TEXT_COMMON["rope_parameters"], mrope_section=[4, 6, 6]))
+    speed.main(["grpo", "--shape", "qwen2.5-vl-3b", "--steps", "1", "--warmup", "0",
                 "--completion", "4", "--frames", "4", "--max-pixels", "3136"])
     rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", capsys.readouterr().out, re.M))
     assert rows["completion tokens per rollout (measured mean)"] == "4 (4)"

@@ -1,0 +1,70 @@
+"""Run a stage's notebook the way a reader runs it in JupyterLab: the kernel starts in
+`notebooks/`, and the notebook's first cell moves to the study's folder (`enter`).
+
+`dvc repro` calls `python -m vrlib.stage notebooks/04_rft.ipynb reports/04_rft.ipynb`: papermill
+executes the notebook with the params.yaml sections its `parameters` cell declares (no
+"unknown parameter" noise for the others), and streams what the cells print to the terminal,
+so a long stage shows its progress lines while it runs. The executed copy in `reports/` is a
+log, not a DVC output: it differs on every run (timings) and no stage reads it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+"""ipykernel warns that it talks to papermill over TCP on localhost without encryption; nothing
+a user can act on."""
+
+
+def root(start: str | os.PathLike | None = None) -> Path:
+    """The study's folder: the nearest folder at or above `start` (default: the working
+    directory) holding params.yaml."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").exists():
+            return folder
+    raise FileNotFoundError(f"no params.yaml in {here} or above: open the notebooks from the vrlib study folder")
+
+
+def enter() -> Path:
+    """Make the study's folder the working directory (the notebooks' paths are relative to it),
+    wherever the kernel started: `notebooks/` in JupyterLab, anywhere under papermill."""
+    folder = root()
+    os.chdir(folder)
+    return folder
+
+
+def run(notebook: str | os.PathLike, output: str | os.PathLike, params: str | os.PathLike = "params.yaml",
+        *, stream=sys.stdout) -> None:
+    """Execute `notebook` into `output` with the kernel in the notebook's folder."""
+    import papermill
+
+    notebook, output = Path(notebook), Path(output)
+    values = yaml.safe_load(Path(params).read_text()) or {}
+    declared = papermill.inspect_notebook(str(notebook))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    (Path("reports") / "figures").mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(notebook), str(output), parameters={k: v for k, v in values.items() if k in declared},
+        kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,
+        stdout_file=stream, stderr_file=sys.stderr, extra_arguments=QUIET_KERNEL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="run one stage's notebook (what dvc.yaml's cmd calls)")
+    ap.add_argument("notebook")
+    ap.add_argument("output")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    print(f"== {args.notebook} -> {args.output}", flush=True)
+    run(args.notebook, args.output, args.params)
+
+
+if __name__ == "__main__":
+    main()
