@@ -35,11 +35,12 @@ CONFIGS = {
     "grpo": RFTParams(steps=2, prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2,
                       temperature=1.0, algo="t_grpo", relative=True, bonus_mode="advantage"),
     "dapo_batch": RFTParams(steps=2, prompts_per_step=2, group_size=4, max_completion_length=8,
-                            lr=1e-2, temperature=1.0, loss_type="dapo", scale_rewards="batch",
+                            lr=1e-2, temperature=1.0, algo="grpo", loss_type="dapo", scale_rewards="batch",
                             num_iterations=2),
     # DAPO's dynamic sampling with GSPO's sequence ratio: the kept groups differ per process
     "dynamic": RFTParams(steps=2, prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2,
-                         temperature=1.0, dynamic_sampling=True, max_draws=6, importance_sampling="sequence"),
+                         temperature=1.0, algo="grpo", dynamic_sampling=True, max_draws=6,
+                         importance_sampling="sequence"),
 }
 
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from vrlib.analysis import FAILURES, failure, flip_table, flips, read_models, reasoning_answer, taxonomy
+from vrlib.schema import CORRECT
 
 MC = SimpleNamespace(problem_type="multiple choice", duration=8.0,
                      options=["A. white square", "B. yellow square", "C. red circle"])
@@ -62,8 +63,6 @@ def test_the_reasoning_reads_numbers_with_the_answer_grammar(said, answer):
 
 
 def test_the_threshold_is_the_schema_one():
-    from vrlib.schema import CORRECT
-
     half = [trace("", CORRECT, pid="a"), trace("", CORRECT - 0.01, pid="b")]
     assert taxonomy(half)["ok"] == 1 and failure(half[0]) == "ok"
     later = [trace("", CORRECT - 0.01, pid="a"), trace("", CORRECT, pid="b")]
@@ -79,7 +78,7 @@ def test_taxonomy_counts_add_up_and_wrong_ones_are_the_wrong_items():
     counts = taxonomy(traces, samples)
     assert list(counts) == list(FAILURES)
     assert sum(counts.values()) == 4 and counts["ok"] == 1
-    assert sum(v for k, v in counts.items() if k != "ok") == sum(t["accuracy"] < 0.5 for t in traces)
+    assert sum(v for k, v in counts.items() if k != "ok") == sum(t["accuracy"] < CORRECT for t in traces)
     assert counts["time outside the video"] == counts["answer not supported by the reasoning"] == 1
     # without the data records the two checks that need them are skipped, never guessed
     assert taxonomy(traces)["wrong answer, valid format"] == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vrlib import benchmarks, evaluate, importers, tcr
-from vrlib.config import DataParams, EvalParams
+from vrlib.config import BaseParams, DataParams, EvalParams
 from vrlib.evaluate import Trace, scored_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "importers"
@@ -61,9 +61,32 @@ def test_breakdowns_partition_the_items():
               trace(2, "numerical", "b", 1.0, duration=3600.0), trace(3, "numerical", "a", 1.0, duration=0.0)]
     s = benchmarks.summarize(traces, [0.5], {"fps": 2.0})
     assert s["settings"] == {"fps": 2.0} and s["n"] == 4
-    assert {k: v["n"] for k, v in s["by_duration"].items()} == {
+    assert {k: v["n"] for k, v in s["by_duration"]["groups"].items()} == {
         "image": 1, "short (< 2 min)": 1, "medium (2-15 min)": 1, "long (>= 15 min)": 1}
-    assert s["by_task"]["b"]["accuracy"] == 50.0 and s["by_problem_type"]["numerical"]["accuracy"] == 100.0
+    assert s["by_task"]["groups"]["b"]["accuracy"] == 50.0
+    assert s["by_problem_type"]["groups"]["numerical"]["accuracy"] == 100.0
+    assert s["by_task"]["key"] == "data_source" and "measured" in s["by_duration"]["key"]
+
+
+def test_breakdowns_use_the_benchmarks_own_keys():
+    """VSI-Bench's Avg. over its question types; Video-MME's own duration groups."""
+    traces = [trace(0, "regression", "VSIBench/arkitscenes", mra=0.5),
+              trace(1, "regression", "VSIBench/arkitscenes", mra=1.0),
+              trace(2, "multiple choice", "VSIBench/scannet", accuracy=0.0)]
+    labels = {"q0": {"benchmark": "VSIBench", "task": "object_counting"},
+              "q1": {"benchmark": "VSIBench", "task": "object_counting"},
+              "q2": {"benchmark": "VSIBench", "task": "route_plan"}}
+    s = benchmarks.summarize(traces, [0.5], {}, labels)
+    assert set(s["by_task"]["groups"]) == {"object_counting", "route_plan"} and s["benchmark"] == "VSIBench"
+    assert by_metric(s["overall"])["task_mean"]["value"] == 37.5  # (75 + 0) / 2
+    mme = {f"q{i}": {"benchmark": "VideoMME", "task": "Counting Problem", "duration": d}
+           for i, d in enumerate(["short", "short", "long"])}
+    mc = [trace(i, "multiple choice", "VideoMME", accuracy=1.0) for i in range(3)]
+    s = benchmarks.summarize(mc, [0.5], {}, mme)
+    assert {k: v["n"] for k, v in s["by_duration"]["groups"].items()} == {"short": 2, "long": 1}
+    assert "task_mean" not in by_metric(s["overall"])  # Video-MME reports the mean over items
+    mvb = {f"q{i}": {"benchmark": "MVBench", "task": "ssv2_video"} for i in range(3)}
+    assert list(benchmarks.summarize(traces, [0.5], {}, mvb)["by_task"]["groups"]) == ["ssv2_video: Action Antonym"]
 
 
 def test_scored_text_strips_the_reasoning_when_there_is_no_answer_tag():
@@ -116,13 +139,13 @@ def test_decode_resumes_after_a_crash_with_the_same_outputs(tiny, world_split, t
 def test_runner_reads_every_format_and_records_its_settings(fmt, tiny_dir, media, tmp_path):
     cfg = EvalParams(max_new_tokens=6, batch_size=4, max_frames=8)
     s = benchmarks.run(fmt, FIXTURES / FORMAT_FILES[fmt], media, model_dir=str(tiny_dir), adapters=[],
-                       name="tiny", out_dir=tmp_path, dcfg=DataParams(), cfg=cfg)
+                       name="tiny", out_dir=tmp_path, dcfg=DataParams(), bcfg=BaseParams(), cfg=cfg)
     n = len(importers.FORMATS[fmt](FIXTURES / FORMAT_FILES[fmt], media).samples)
     assert s["n"] == n and len((tmp_path / "tiny.jsonl").read_text().splitlines()) == n
     assert json.loads((tmp_path / "tiny.json").read_text()) == s
     assert (s["settings"]["max_frames"], s["settings"]["fps"], s["settings"]["format"]) == (8, 2.0, fmt)
     assert s["settings"]["decoding"] == "greedy" and s["overall"]
-    assert sum(v["n"] for v in s["by_problem_type"].values()) == n
+    assert sum(v["n"] for v in s["by_problem_type"]["groups"].values()) == n
     assert not list((tmp_path / ".tiny.partial").glob("*.jsonl"))  # the resume file is gone
 
 
@@ -154,3 +177,73 @@ def test_tcr_two_passes_cut_only_question_answering(tiny, media, monkeypatch):
         else:  # 0.25..1.25 s of a 2 s video at 4 fps
             assert span == (0.25, 1.25) and clip.timestamps.min() >= 0.25 and clip.timestamps.max() <= 1.25
     assert len(got.texts) == len(samples) == len(got.first)
+
+
+def test_runner_loads_the_model_as_the_base_section_says(tiny_dir, media, tmp_path, monkeypatch):
+    """One driver: dtype, 4-bit storage, attention and device from `base`, never fp32 by default."""
+    import torch
+
+    from vrlib import model
+    from vrlib.model import load_kwargs
+
+    seen = {}
+
+    def capture(model_dir, adapters, **kwargs):
+        seen.update(kwargs, model_dir=model_dir, adapters=adapters)
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(model, "load_policy", capture)
+    bcfg = BaseParams(dtype="bfloat16", quant_storage="bfloat16", attn_implementation="eager")
+    with pytest.raises(RuntimeError, match="captured"):
+        benchmarks.run("charades_sta", FIXTURES / "charades_sta.txt", media, model_dir=str(tiny_dir),
+                       adapters=[], name="m", out_dir=tmp_path, dcfg=DataParams(), bcfg=bcfg, cfg=EvalParams())
+    assert seen == {**load_kwargs(bcfg), "model_dir": str(tiny_dir), "adapters": []}
+    assert (seen["dtype"], seen["quant_storage"], seen["attn_implementation"]) == (
+        torch.bfloat16, torch.bfloat16, "eager")
+    assert seen["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ----------------------------------------------------------------------------- real files
+from test_importers import REAL, REAL_FILES, real_media  # noqa: E402  (the shared real excerpts)
+
+REAL_EVAL = [name for name in sorted(REAL_FILES) if "train" not in name and "cot165k" not in name]
+PAPER_KEYS = {  # what each benchmark's breakdown is keyed by, as its paper reports it
+    "video_r1/eval_vsibench_first30.json": ("VSIBench", "by_task", {"object_counting"}),
+    "video_r1/eval_videomme_first30.json": ("VideoMME", "by_duration", {"short"}),
+    "video_r1/eval_mvbench_first30.json": ("MVBench", "by_task", {"ssv2_video: Action Antonym"}),
+    "video_r1/eval_mmvu_first30.json": ("MMVU", "by_task", {"multiple-choice"}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL_EVAL)
+def test_runner_reports_every_real_eval_excerpt_with_the_papers_keys(name, tiny_dir, tmp_path):
+    """Reading, scoring and the report's layout on the real files (not accuracy: a tiny model)."""
+    fmt, path = REAL_FILES[name], REAL / name
+    media = real_media(fmt, path, tmp_path / "media")
+    cfg = EvalParams(max_new_tokens=4, batch_size=16, max_frames=4)
+    s = benchmarks.run(fmt, path, media, model_dir=str(tiny_dir), adapters=[], name="tiny",
+                       out_dir=tmp_path / "out", dcfg=DataParams(), bcfg=BaseParams(), cfg=cfg)
+    n = len(importers.FORMATS[fmt](path, media).samples)
+    assert s["n"] == n and json.loads((tmp_path / "out" / "tiny.json").read_text()) == s
+    assert s["skipped"] == {"bad_media": [], "bad_records": []}
+    assert all(m["combined"] and m["n"] for m in s["overall"])
+    for part in ("by_problem_type", "by_task", "by_duration"):
+        assert s[part]["key"] and s[part]["combined"]
+        assert sum(g["n"] for g in s[part]["groups"].values()) == n
+    if name in PAPER_KEYS:
+        bench, part, groups = PAPER_KEYS[name]
+        assert s["benchmark"] == bench and set(s[part]["groups"]) == groups
+    if "vsibench" in name:
+        assert {m["metric"] for m in s["overall"]} == {"mean_mra", "task_mean"}
+
+
+def test_runner_lists_the_records_it_skipped(tiny_dir, tmp_path):
+    from test_importers import INVERTED
+
+    media = real_media("videochat_r1_grounding", INVERTED, tmp_path / "media")
+    s = benchmarks.run("videochat_r1_grounding", INVERTED, media, model_dir=str(tiny_dir), adapters=[],
+                       name="m", out_dir=tmp_path, dcfg=DataParams(), bcfg=BaseParams(),
+                       cfg=EvalParams(max_new_tokens=4, max_frames=4), on_bad_record="skip")
+    assert s["n"] == 1 and s["settings"]["skipped_bad_records"] == 4
+    assert all(r.startswith(str(INVERTED)) for r in s["skipped"]["bad_records"])

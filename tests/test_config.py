@@ -70,12 +70,18 @@ def test_every_stage_deps_on_the_vrlib_modules_its_notebook_imports():
     """A change in a module reruns exactly the stages that run it: dvc.yaml's vrlib deps are
     what the imports say (`vrlib.sources.closure`: through other vrlib modules, imports inside
     functions included), neither fewer (a stale result) nor more (a needless rerun)."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    import re
+
+    pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    variables = {k: v for d in pipeline.get("vars", []) if isinstance(d, dict) for k, v in d.items()}
     wrong = []
-    for name, stage in stages.items():
+    for name, stage in pipeline["stages"].items():
         notebooks = [d for d in stage["deps"] if d.startswith("notebooks/")]
         assert len(notebooks) == 1, f"stage {name}: one notebook in deps, got {notebooks}"
-        needed = {p.relative_to(ROOT).as_posix() for p in sources.closure(notebook_source(ROOT / notebooks[0]))}
+        cmd = re.sub(r"\$\{(\w+)\}", lambda m: str(variables[m.group(1)]), stage["cmd"])
+        runs = "".join(f"import {m}\n" for m in re.findall(r"-m (vrlib\.\w+)", cmd))  # the runner
+        code = sources.closure(notebook_source(ROOT / notebooks[0]) + "\n" + runs)
+        needed = {p.relative_to(ROOT).as_posix() for p in code}
         listed = {d for d in stage["deps"] if d.startswith("vrlib/") and d.endswith(".py")}
         if needed - listed:
             wrong.append(f"{name}: add {sorted(needed - listed)}")
@@ -92,6 +98,7 @@ def test_the_import_closure_follows_imports_inside_functions_and_through_modules
     # the analysis notebook imports explore, which imports evaluate, which imports rollout
     names = {p.name for p in sources.closure(notebook_source(ROOT / "notebooks/06_error_analysis.ipynb"))}
     assert {"explore.py", "evaluate.py", "rollout.py"} <= names
+    assert {p.name for p in sources.closure("import vrlib.stage")} >= {"stage.py"}  # `python -m vrlib.stage`
 
 
 def test_unknown_key_lists_the_known_ones():
@@ -138,20 +145,23 @@ RESULTS = ROOT / "docs/results.md"  # the results narrative; the README shows th
 
 
 def test_results_tables_are_generated_from_the_committed_metrics():
-    from vrlib.evaluate import overview_table, results_table
+    from vrlib.evaluate import overview_table, results_table, sizes_table
 
-    metrics = json.loads((ROOT / "metrics/eval.json").read_text())
+    metrics = json.loads((ROOT / "metrics/eval.json").read_text())  # the test split
+    diffs = {split: json.loads((ROOT / f"metrics/{split}_diffs.json").read_text()) for split in ("eval", "val")}
     results = RESULTS.read_text()
-    assert overview_table(metrics) in (ROOT / "README.md").read_text()
-    assert overview_table(metrics) in results
+    assert overview_table(metrics, diffs["eval"]) in (ROOT / "README.md").read_text()
+    assert overview_table(metrics, diffs["eval"]) in results
     assert results_table(metrics, "grounding") in results
+    assert sizes_table([diffs["eval"], diffs["val"]]) in results  # what each comparison can detect
 
 
 def test_ablation_table_is_generated_from_the_committed_results():
     from vrlib.ablations import OUT, table
 
     ablations = json.loads((ROOT / OUT).read_text())
-    assert table(ablations) in RESULTS.read_text()
+    for split in ("val", "eval"):  # choices on val; the test split reported
+        assert table(ablations, split) in RESULTS.read_text()
 
 
 def test_docs_links_point_to_files_that_exist():

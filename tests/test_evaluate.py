@@ -1,10 +1,11 @@
 """vrlib.evaluate: per-task metrics on hand-computed traces, and the README tables."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from vrlib.data import Sample
-from vrlib.evaluate import overview_table, results_table, score_traces, task_metrics
+from vrlib.evaluate import headline, overview_table, results_table, score_traces, task_metrics
 
 
 def sample(i, problem_type, solution, source, options=()):
@@ -184,3 +185,58 @@ def test_an_output_without_answer_tag_is_scored_without_its_reasoning():
                                 [False, False])
     assert (right.accuracy, right.format, right.answer) == (1.0, 0.0, "B")
     assert (wrong.accuracy, wrong.answer) == (0.0, "A")  # the B inside the reasoning is not read
+
+
+def test_item_scores_average_to_the_headline():
+    from vrlib.evaluate import item_scores
+
+    samples = [sample(0, "temporal grounding", "<answer>2.0 to 6.0</answer>", "world/grounding/span"),
+               sample(1, "temporal grounding", "<answer>0.0 to 4.0</answer>", "world/grounding/span"),
+               sample(2, "regression", "<answer>40</answer>", "world/distance/path")]
+    traces = score_traces("sft", samples, [wrap("3.0 to 6.0"), "no tags", wrap("30")], [False] * 3)
+    scores = item_scores(traces)
+    assert scores == {"distance": {"q2": 50.0}, "grounding": {"q0": 75.0, "q1": 0.0}}  # MRA, IoU
+    m = task_metrics(traces, [0.5])
+    assert all(np.mean(list(scores[t].values())) == headline(m[t]) for t in m)
+
+
+def _traces(name, order, count):
+    rows = [("order", "multiple choice", v) for v in order] + [("count", "numerical", v) for v in count]
+    return [{"model": name, "task": t, "problem_type": k, "problem_id": f"{t}{i}", "accuracy": v, "mra": 0.0}
+            for i, (t, k, v) in enumerate(rows)]
+
+
+def test_paired_differences_and_the_readme_table():
+    from vrlib.evaluate import differences, sizes_table
+
+    traces = {"base": _traces("base", [0, 0], [0, 1]), "sft": _traces("sft", [1, 1], [0, 1])}
+    diffs = differences(traces, split="eval", seed=0)
+    assert diffs["split"] == "eval" and diffs["confidence"] == 0.95 and list(diffs["differences"]) == ["sft - base"]
+    d = diffs["differences"]["sft - base"]  # every order item +100, every count item 0
+    assert d["order"] == {"diff": 100.0, "low": 100.0, "high": 100.0, "half_width": 0.0, "n": 2}
+    assert d["over tasks"]["diff"] == 50.0 and (d["over tasks"]["low"], d["over tasks"]["high"]) == (50.0, 50.0)
+    metrics = {name: {"order": {"accuracy": a, "problem_type": "multiple choice", "n": 2},
+                      "count": {"accuracy": 50.0, "problem_type": "numerical", "n": 2}}
+               for name, a in (("base", 0.0), ("sft", 100.0))}
+    rows = overview_table(metrics, diffs).splitlines()
+    assert rows[0] == "| task | metric | n | base | sft | sft - base |"
+    assert rows[3] == "| order | accuracy | 2 | 0.0 | 100.0 | +100.0 [+100.0, +100.0] |"
+    assert rows[-1] == "| **mean over tasks** | | | 25.0 | 75.0 | +50.0 [+50.0, +50.0] |"
+    assert differences(traces, split="eval", seed=0) == diffs  # seeded: the same interval every time
+    assert sizes_table([diffs]).splitlines()[2] == "| sft - base | eval | 4 | 0.0 | 0.0 (0.0) |"
+    traces["sft"] = traces["sft"][:-1]
+    with pytest.raises(ValueError, match="same items"):
+        differences(traces, split="eval", seed=0)
+
+
+def test_val_and_eval_share_no_item(tmp_path):
+    from vrlib.data import build_split, load_media
+    from vrlib.tasks import WorldSpec
+
+    mix = {"order": 1, "count": 1, "grounding": 1}
+    val = build_split(tmp_path / "val", "val", 0, 6, families=mix, spec=WorldSpec())
+    test = build_split(tmp_path / "eval", "eval", 0, 6, families=mix, spec=WorldSpec())
+    assert not {s.problem_id for s in val} & {s.problem_id for s in test}
+    frames = {split: [load_media(tmp_path / split / s.path, s.data_type, fps=2, min_frames=4, max_frames=16).frames
+                      for s in rows] for split, rows in (("val", val), ("eval", test))}
+    assert not any(np.array_equal(a, b) for a in frames["val"] for b in frames["eval"])

@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BUDGET = {
-    "data": {"n_pretrain": 32, "n_pretrain_tasks": 11, "n_sft": 11, "n_rl": 11, "n_eval": 11},  # 1 per family
+    "data": {"n_pretrain": 32, "n_pretrain_tasks": 11, "n_sft": 11, "n_rl": 11, "n_eval": 11, "n_val": 11},  # 1 per family
     "base": {"perception_steps": 10, "steps": 20, "vocab_size": 400},
     "sft": {"steps": 4, "batch_size": 4},
     "rft": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
@@ -68,6 +68,13 @@ def test_dvc_repro_runs_the_whole_study(study):
         assert {"mIoU", "R@0.3", "R@0.5", "R@0.7", "format"} <= set(model["grounding"])
     for name in ("base", "sft", "rft", "rft_tcr"):
         assert len((study / f"eval/traces/{name}.jsonl").read_text().splitlines()) == 11
+    for name in ("base", "sft", "rft"):  # the validation split, where choices are made
+        assert len((study / f"eval/traces/val/{name}.jsonl").read_text().splitlines()) == 11
+    assert set(json.loads((study / "metrics/val.json").read_text())) == {"base", "sft", "rft"}
+    for split in ("eval", "val"):  # every reported difference; one item per family: no interval
+        diffs = json.loads((study / f"metrics/{split}_diffs.json").read_text())
+        assert diffs["split"] == split and "rft - sft" in diffs["differences"]
+        assert set(diffs["differences"]["rft - sft"]) == {"over tasks"} | set(families)
     analysis = json.loads((study / "metrics/analysis.json").read_text())
     for name, counts in analysis["taxonomy"].items():  # every item gets one reason
         assert sum(counts.values()) == 11, name

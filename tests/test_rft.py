@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 # A random-weight model's rollouts score 0 on the real rewards (zero advantages, no update);
 # a reward that varies with the text gives the loop a signal.
 VARIED = {**REWARD_FUNCS, "varied": lambda text, sample: float(len(text) % 3)}
-SMALL = dict(prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2, temperature=1.0)
+SMALL = dict(prompts_per_step=2, group_size=4, max_completion_length=8, lr=1e-2, temperature=1.0, algo="grpo")
 
 
 def fresh(tiny_dir):
@@ -59,7 +59,7 @@ def test_every_variant_steps_and_logs(tiny_dir, split, variant):
     samples, clips, kim = split
     model, processor = fresh(tiny_dir), load_processor(tiny_dir)
     before = adapter(model)
-    cfg = RFTParams(**SMALL, **variant)
+    cfg = RFTParams(**{**SMALL, **variant})
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     questions = [Question(k, samples[k + 1], clips[k + 1], kim[k + 1]) for k in range(2)]
     metrics = grpo_step(model, processor, optimizer, questions, cfg, reward_funcs=VARIED)
@@ -101,7 +101,7 @@ def test_shuffle_clip_reorders_every_frame_array_together(split):
 def test_a_killed_run_resumes_to_the_same_adapter_and_logs(tiny_dir, split, tmp_path):
     samples, clips, _ = split
     processor = load_processor(tiny_dir)
-    cfg = RFTParams(**SMALL, steps=4, checkpoint_every=2, algo="t_grpo", num_iterations=2)
+    cfg = RFTParams(**{**SMALL, "algo": "t_grpo"}, steps=4, checkpoint_every=2, num_iterations=2)
 
     whole = fresh(tiny_dir)
     expected = train_grpo(whole, processor, samples, clips, cfg, seed=3, reward_funcs=VARIED,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from vrlib import config, data, evaluate, rewards, schema, tasks
 
 
@@ -29,3 +31,8 @@ def test_every_module_uses_the_schema_names():
 def test_tables_read_the_models_in_the_study_order():
     metrics = {name: {} for name in ("rft_tcr", "other", "rft", "base", "sft")}
     assert evaluate._models(metrics) == [*schema.MODELS, "other"]
+
+
+def test_data_params_name_the_known_splits_for_an_unknown_import():
+    with pytest.raises(config.ParamsError, match="data.imports.*test.*known: pretrain, pretrain_tasks, sft, rl, val, eval"):
+        config.DataParams(imports={"test": []})

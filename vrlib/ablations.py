@@ -152,7 +152,8 @@ def table(ablations: dict, split: str = "val") -> str:
         changed = f"{100 * log['tgrpo/advantage_changed']:.1f}%" if "tgrpo/advantage_changed" in log else "-"
         p = f"{log['tgrpo/p']:.3f} / {log['tgrpo/p_shuffled']:.3f}" if "tgrpo/p" in log else "-"
         lines.append(f"| {name} | {sets} | {s['rft']['mean']:.1f}{sd} (sft {s['sft']:.1f}) "
-                     f"| {stats.fmt(s['rft - sft']['over tasks'], mark=True)} | {stats.fmt(vs.get('over tasks'), mark=True)} "
+                     f"| {stats.fmt(s['rft - sft']['over tasks'], mark=True)} "
+                     f"| {stats.fmt(vs.get('over tasks'), mark=True)} "
                      f"| {stats.fmt(s['rft - sft'].get(FOCUS), mark=True)} | {stats.fmt(vs.get(FOCUS), mark=True)} "
                      f"| {changed} | {p} |")
     return "\n".join(lines)
@@ -196,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
             path = RUNS / slug(name) / f"seed{seed}.json"
             record = json.loads(path.read_text()) if path.is_file() else {}
             if record.get("key") != key:
-                left = "" if not ran else f", about {(time.time() - start) / ran * (len(todo) - k + 1) / 60:.0f} min left"
+                per_run = (time.time() - start) / max(ran, 1)
+                left = f", about {per_run * (len(todo) - k + 1) / 60:.0f} min left" if ran else ""
                 print(f"[{k}/{len(todo)}] {name}, rft.seed={seed}: running{left}", flush=True)
                 _run(["git", "checkout", "--", "params.yaml"])
                 _run(["dvc", "exp", "run", *[a for s in [*COMMON, f"rft.seed={seed}", *sets] for a in ("-S", s)]])

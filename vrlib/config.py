@@ -36,7 +36,7 @@ class DataParams:
     """items with a chain of thought for the SFT cold start, drawn from `families`."""
     n_rl: int = 500
     """items (question + solution) for GRPO, drawn from `families`."""
-    n_eval: int = 220
+    n_eval: int = 660
     """held-out items for evaluation (never seen in training), drawn from `families`."""
     n_val: int = 220
     """validation items, drawn like `eval` from a stream of their own: every choice of recipe,

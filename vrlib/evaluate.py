@@ -274,8 +274,25 @@ def differences(traces: dict[str, list], *, split: str, seed: int, pairs=PAIRS) 
         if {t: sorted(i) for t, i in scores[a].items()} != ids:
             raise ValueError(f"{a} and {b} were not evaluated on the same items")
         get = lambda name: {t: np.array([scores[name][t][i] for i in ids[t]]) for t in ids}  # noqa: E731
-        out["differences"][f"{a} - {b}"] = {k: iv.as_dict() for k, iv in stats.paired(get(a), get(b), seed=seed).items()}
+        intervals = stats.paired(get(a), get(b), seed=seed)
+        out["differences"][f"{a} - {b}"] = {k: iv.as_dict() for k, iv in intervals.items()}
     return out
+
+
+def sizes_table(diffs: list[dict]) -> str:
+    """What each comparison can detect, for the README: per difference and split (`differences`
+    of each split), the half-width of its 95% interval over tasks and per task (median and
+    largest): a smaller true difference is not told from 0 by this many items."""
+    lines = ["| difference | split | items | smallest detectable over tasks | per task: median (largest) |",
+             "|---|---|---|---|---|"]
+    for d in diffs:
+        for pair, per in d["differences"].items():
+            tasks = [v["half_width"] for k, v in per.items() if k != "over tasks" and v["half_width"] is not None]
+            over = per["over tasks"]["half_width"]
+            lines.append(f"| {pair} | {d['split']} | {per['over tasks']['n']} | "
+                         + ("n/a" if over is None else f"{over:.1f}") + " | "
+                         + (f"{np.median(tasks):.1f} ({max(tasks):.1f})" if tasks else "n/a") + " |")
+    return "\n".join(lines)
 
 
 def write_traces(path, traces: list[Trace]) -> None:
@@ -305,7 +322,8 @@ def overview_table(metrics: dict, diffs: dict | None = None) -> str:
     models = _models(metrics)
     tasks = sorted(next(iter(metrics.values())))
     pairs = list((diffs or {}).get("differences", {}))
-    lines = ["| task | metric | n | " + " | ".join(models + pairs) + " |", "|---" * (len(models) + len(pairs) + 3) + "|"]
+    lines = ["| task | metric | n | " + " | ".join(models + pairs) + " |",
+             "|---" * (len(models) + len(pairs) + 3) + "|"]
     cells = lambda key: [stats.fmt(diffs["differences"][p][key]) for p in pairs]  # noqa: E731
     for task in tasks:
         m0 = metrics[models[0]][task]

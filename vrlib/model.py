@@ -131,8 +131,7 @@ def build_tiny(out_dir: str | Path, corpus: list[str], *, max_pixels: int, seed:
             for module in model.model.visual.modules():
                 if isinstance(module, (torch.nn.Linear, torch.nn.Conv3d)):
                     module.weight.normal_(0.0, shape.vision_init_std)
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    # generate's pad and eos: transformers copies them from text_config into generation_config
     save_checkpoint(model, processor, out_dir)
     return model, processor
 

@@ -42,14 +42,14 @@ from vrlib.grpo import (batch_normalizer, bonus_advantages, mask_truncated, over
                         relative_bonus, temporal_bonus)
 from vrlib.model import reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
+from vrlib.schema import CORRECT
 from vrlib.video import Clip
 
-REWARD_FUNCS = {"format": rewards.format_reward, "accuracy": rewards.accuracy_reward,
-                "glue_iou": rewards.glue_iou_reward}
+REWARD_FUNCS = rewards.REWARDS
 """The rewards summed into a rollout's reward, by the name they are logged under
 (`reward/<name>/mean`). Video-R1 and VideoChat-R1 sum format and accuracy (IoU for grounding,
 mean box IoU for tracking); VideoChat-R1 adds the evidence IoU for grounded QA (0 for every
-other type). To try another reward, change it here or in `vrlib.rewards` (docs/change-a-reward.md)."""
+other type). To try another reward, change `vrlib.rewards` (docs/change-a-reward.md)."""
 
 
 def score(texts: list[str], samples: list, reward_funcs: dict = REWARD_FUNCS) -> dict[str, torch.Tensor]:
@@ -302,12 +302,14 @@ def loss_mask(g: Group, cfg: RFTParams) -> torch.Tensor:
 
 def step_metrics(batch: Batch, changed: dict[str, torch.Tensor], totals: dict, cfg: RFTParams,
                  engine: Engine) -> dict[str, float]:
-    """The step's logged metrics (the README's metric glossary): rewards, groups and lengths
+    """The step's logged metrics (docs/metrics.md): rewards, groups and lengths
     over every drawn group (what the policy did), loss statistics over the update."""
     G, reward = cfg.group_size, batch.reward                                       # (D, G)
-    correct = batch.parts.get("accuracy", torch.zeros_like(reward)) > cfg.temporal_threshold  # (D, G)
+    correct = batch.parts.get("accuracy", torch.zeros_like(reward)) >= CORRECT        # (D, G)
     tokens = max(totals["tokens"], 1.0)
     metrics = {f"reward/{name}/mean": v.mean().item() for name, v in batch.parts.items()}
+    # how often each reward pays at all: a rule that never fires shows as 0 (docs/change-a-reward.md)
+    metrics.update({f"reward/{name}/fired": (v > 0).float().mean().item() for name, v in batch.parts.items()})
     metrics.update({
         "reward/mean": reward.mean().item(),
         "reward/std": reward.std().item() if reward.numel() > 1 else 0.0,

@@ -187,8 +187,6 @@ def build_random(out_dir: Path, shape: str, *, max_pixels: int, seed: int, devic
     torch.manual_seed(seed)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
     save_checkpoint(model, build_processor(tokenizer, max_pixels), out_dir)
     return out_dir
 
