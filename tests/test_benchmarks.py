@@ -146,7 +146,11 @@ def test_runner_reads_every_format_and_records_its_settings(fmt, tiny_dir, media
     assert (s["settings"]["max_frames"], s["settings"]["fps"], s["settings"]["format"]) == (8, 2.0, fmt)
     assert s["settings"]["decoding"] == "greedy" and s["overall"]
     assert sum(v["n"] for v in s["by_problem_type"]["groups"].values()) == n
-    assert not list((tmp_path / ".tiny.partial").glob("*.jsonl"))  # the resume file is gone
+    # the finished decode is kept, keyed by model, items and settings: a rerun reads it back
+    assert len((tmp_path / ".tiny.partial/decode.jsonl").read_text().splitlines()) == n + 1
+    again = benchmarks.run(fmt, FIXTURES / FORMAT_FILES[fmt], media, model_dir=str(tiny_dir), adapters=[],
+                           name="tiny", out_dir=tmp_path, dcfg=DataParams(), bcfg=BaseParams(), cfg=cfg)
+    assert again == s
 
 
 def test_tcr_two_passes_cut_only_question_answering(tiny, media, monkeypatch):

@@ -151,7 +151,8 @@ def test_ablations_resume_without_redoing_finished_runs(tmp_path, monkeypatch):
     ablations.main(["--seeds", "1"])
     exps = [c for c in calls if c[:3] == ["dvc", "exp", "run"]]
     assert len(exps) == len(ablations.ABLATIONS)  # the committed recipe's seed 0 was kept
-    assert all(["-S", "evaluation.tcr=false", "-S", "rft.seed=0"] == c[3:7] for c in exps)
+    common = [a for s in [*ablations.COMMON, "rft.seed=0"] for a in ("-S", s)]
+    assert all(common == c[3:3 + len(common)] for c in exps)
     assert json.loads(ablations.OUT.read_text())["seeds"] == [0]
     calls.clear()
     ablations.main(["--seeds", "1"])  # everything done: nothing reruns

@@ -241,3 +241,13 @@ def test_qlora_on_cuda_in_bf16_trains(tiny_dir, world_split):
     train_supervised(model, processor, samples, clips, [s.process + s.solution for s in samples],
                      steps=2, batch_size=4, lr=1e-2, grad_clip=1.0, seed=0)  # step 0 is warm-up (lr 0)
     assert changed(before, model)
+
+
+def test_the_tiny_tokenizer_writes_numbers_digit_by_digit_as_qwen():
+    from vrlib.model import train_tokenizer
+
+    tok = train_tokenizer(["the box [0.71, 0.24] at (48, 73) from 2.0 to 15.0 seconds"] * 20, 300)
+    ids = tok("[0.71, 0.24] at (48, 73) 1200")["input_ids"]
+    pieces = [tok.decode([i]) for i in ids]
+    assert all(len(p.strip()) == 1 for p in pieces if any(c.isdigit() for c in p)), pieces
+    assert tok.decode(ids) == "[0.71, 0.24] at (48, 73) 1200"

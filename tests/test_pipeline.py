@@ -60,7 +60,8 @@ def test_dvc_repro_runs_the_whole_study(study):
     setup = json.loads((study / "metrics/eval_settings.json").read_text())
     assert (setup["fps"], setup["max_frames"], setup["decoding"]) == (2.0, 16, "greedy")
     assert setup["tcr"]["items"] == 11
-    assert not list((study / "checkpoints/eval").rglob("*.jsonl"))  # finished: no resume files left
+    order = json.loads((study / "metrics/eval_order.json").read_text())["differences"]
+    assert set(order) == {"sft - sft shuffled", "rft - rft shuffled"} and "order" in order["rft - rft shuffled"]
     families = yaml.safe_load((study / "params.yaml").read_text())["data"]["families"]
     for model in metrics.values():
         assert set(model) == set(families)  # every task family is evaluated

@@ -25,18 +25,23 @@ from vrlib.data import atomic_write_json, digest
 from vrlib.evaluate import item_scores
 
 ABLATIONS: dict[str, list[str]] = {
-    "grpo (no shuffled rollouts)": ["rft.algo=grpo"],
-    "t_grpo, bonus on the reward (Video-R1)": ["rft.bonus_mode=reward"],
-    "no SFT cold start": ["rft.init=base"],
-    "loss_type dr_grpo": ["rft.loss_type=dr_grpo"],
-    "relative reward (hypothesis)": ["rft.relative=true"],
+    "grpo (no shuffled rollouts)": ["rft.algo=grpo"],                # Video-R1: T-GRPO vs GRPO
+    "no SFT cold start": ["rft.init=base"],                         # Video-R1's RL without SFT
+    "relative reward (hypothesis)": ["rft.relative=true"],          # VideoPerceiver
+    "DAPO dynamic sampling": ["rft.dynamic_sampling=true"],
+    # GSPO and CISPO equal GRPO and dapo with one update per batch (every ratio is 1), so they
+    # run with 2 updates per batch; GSPO with its paper's clip range
+    "GSPO (2 updates per batch)": ["rft.importance_sampling=sequence", "rft.num_iterations=2",
+                                   "rft.epsilon_low=0.0003", "rft.epsilon_high=0.0004"],
+    "CISPO (2 updates per batch)": ["rft.loss_type=cispo", "rft.num_iterations=2"],
 }
-"""name -> `dvc exp run -S` overrides of the committed params.yaml."""
+"""name -> `dvc exp run -S` overrides of the committed params.yaml (Video-R1's bonus on the
+reward and Dr. GRPO were single-run rows before the seeds; `dvc exp run -S` reruns them)."""
 
 COMMITTED = "committed params.yaml"
 SEEDS = (0, 1, 2)
 """RL seeds per variant (`rft.seed`): the same data, base and SFT model, only the RL run differs."""
-COMMON = ["evaluation.tcr=false"]
+COMMON = ["evaluation.tcr=false", "evaluation.shuffled=false"]
 """Set for every run, the committed recipe's too: the table compares RFT rows, and TCR's second
 pass would double each run's decoding."""
 SPLITS = ("val", "eval")

@@ -290,6 +290,10 @@ class EvalParams:
     """pixel budget per frame at evaluation (Video-R1's eval: 256*28*28); 0: `data.max_pixels`."""
     tcr: bool = True
     """also evaluate the RFT model with Temporal Clue-driven Reasoning (VideoChat-R1), as `rft_tcr`."""
+    shuffled: bool = True
+    """also the SFT and RFT models on the video items with their frames shuffled
+    (`rft.shuffle_clip`, one seeded order per item): how much each family's score depends on
+    the frame order, which is what T-GRPO's bonus rewards (`metrics/eval_order.json`)."""
     tcr_low: float = 0.5
     """first pass: fps and pixel budget times this (the paper gives no value)."""
     tcr_high: float = 4.0

@@ -54,11 +54,15 @@ def settings(dcfg, cfg) -> dict:
 
 # ----------------------------------------------------------------------------- decoding
 def resume_key(setup: dict, items: str | os.PathLike, model_dir: str | os.PathLike, adapters: list) -> str:
-    """What a half-done decode must match to be resumed (`decode`'s `key`): the settings, the
-    bytes of the items file, the model's config and each adapter's weights."""
+    """What a saved decode must match to be reused (`decode`'s `key`): the settings, the bytes
+    of the items file, the model's config, its weights when they are one file (the tiny model,
+    retrained with the same config by every study; a real checkpoint's shards are not reread,
+    it is not retrained here) and each adapter's weights."""
     from vrlib.model import check_model_dir
 
-    weights = [check_model_dir(model_dir) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in adapters]]
+    model = check_model_dir(model_dir)
+    weights = [model / "config.json", *[model / "model.safetensors"] * (model / "model.safetensors").is_file(),
+               *[Path(a) / "adapter_model.safetensors" for a in adapters]]
     return digest(setup, [items, *weights])
 
 
@@ -89,7 +93,7 @@ def decode(model, processor, samples: list, clips: list, *, batch_size: int,
     """Greedy completions in fixed batches of `batch_size` items. With `partial`, each finished
     batch is appended to that file (fsynced) and a rerun with the same `key` decodes only the
     batches not finished: a crash loses at most one batch, and the batches, hence the
-    outputs, are the same as in an uninterrupted run. The caller deletes the file at the end."""
+    outputs, are the same as in an uninterrupted run."""
     partial = None if partial is None else Path(partial)
     done = _done(partial, key)
     if partial is not None and not done:
@@ -130,7 +134,9 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
     storage, attention, device; a real 7B is never loaded in fp32 on the CPU), decodes every
     item greedily, or in TCR's two passes with `tcr` = {"low", "high", "pad"}, resuming a
     crashed run from `partial_dir` (keyed by `resume_key` on `setup`, the `items` file and the
-    weights), scores, writes the traces to `traces_path`, then removes the partial files.
+    weights), scores and writes the traces to `traces_path`. The finished decode stays in
+    `partial_dir`: a rerun with the same model, items and settings (an RL ablation reevaluating
+    the unchanged base and SFT models) reads it instead of loading and decoding again.
     `clips` are the items' media already sampled as `setup` says (else decoded from `paths`).
     """
     from vrlib import tcr as tcr_  # tcr imports this module
@@ -138,9 +144,10 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
     from vrlib.model import load_kwargs, load_policy, load_processor
 
     key = resume_key(setup | ({"tcr": tcr} if tcr else {}), items, model_dir, adapters)
-    model = load_policy(model_dir, adapters, **load_kwargs(bcfg))
-    processor = processor if processor is not None else load_processor(model_dir)
     partial_dir, two = Path(partial_dir), None
+    cached = not tcr and {s.problem_id for s in samples} <= set(_done(partial_dir / "decode.jsonl", key))
+    model = None if cached else load_policy(model_dir, adapters, **load_kwargs(bcfg))  # nothing to decode
+    processor = processor if processor is not None else load_processor(model_dir)
     if tcr:
         two = tcr_.two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
                             pad=tcr["pad"], partial_dir=partial_dir, key=key)
@@ -154,8 +161,6 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
                                   partial=partial_dir / "decode.jsonl", key=key)
     traces = score_traces(name, samples, texts, truncated)
     write_traces(traces_path, traces)
-    for f in sorted(partial_dir.glob("*.jsonl")) if partial_dir.is_dir() else []:
-        f.unlink()  # finished: nothing left to resume
     return ModelRun(traces, two)
 
 

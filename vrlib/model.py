@@ -60,13 +60,23 @@ class TinyShape:
     at 0.1 it starts reading colours after ~300 pretraining steps. 0 keeps HF's init."""
 
 
+QWEN_PRETOKENIZE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                    r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+"""Qwen2's pre-tokenizer split (its tokenizer.json): every digit is a token of its own (`\p{N}`,
+not GPT-2's `\p{N}+`), so "0.54" and "48" are read and written digit by digit, as the real
+model does; GPT-2's split gave the tiny model one token per seen number."""
+
+
 def train_tokenizer(corpus: list[str], vocab_size: int):
-    """A byte-level BPE with Qwen's special tokens, wrapped as a fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A byte-level BPE with Qwen's special tokens and Qwen2's pre-tokenizer, wrapped as a fast
+    tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,

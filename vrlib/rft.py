@@ -27,7 +27,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -43,7 +43,7 @@ from vrlib.grpo import (batch_normalizer, bonus_advantages, mask_truncated, over
 from vrlib.model import reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
 from vrlib.schema import CORRECT
-from vrlib.video import Clip
+from vrlib.video import Clip, shuffle_clip
 
 REWARD_FUNCS = rewards.REWARDS
 """The rewards summed into a rollout's reward, by the name they are logged under
@@ -56,17 +56,6 @@ def score(texts: list[str], samples: list, reward_funcs: dict = REWARD_FUNCS) ->
     """Each completion scored against its own sample (not the batch's first problem type)."""
     return {name: torch.tensor([fn(t, s) for t, s in zip(texts, samples)], dtype=torch.float32)  # (N,)
             for name, fn in reward_funcs.items()}
-
-
-def shuffle_clip(clip: Clip, rng: np.random.Generator) -> Clip:
-    """The same frames in a random order other than the original (T-GRPO). Frames are shuffled
-    before the processor, as in Video-R1, so temporal patches fuse random pairs of frames."""
-    n = len(clip.frames)
-    order = np.arange(n)
-    while n > 1 and np.array_equal(order, np.arange(n)):
-        order = rng.permutation(n)
-    return replace(clip, frames=clip.frames[order], indices=clip.indices[order],
-                   timestamps=clip.timestamps[order])
 
 
 def question_seed(seed: int, step: int, position: int) -> int:

@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -212,3 +212,14 @@ def _reason(path: Path, err: Exception) -> str:
     except Exception as probe:  # noqa: BLE001 - diagnostics only, the decord error is raised
         return f"{err}; PyAV: {probe}"
     return str(err)
+
+
+def shuffle_clip(clip: Clip, rng: np.random.Generator) -> Clip:
+    """The same frames in a random order other than the original (T-GRPO). Frames are shuffled
+    before the processor, as in Video-R1, so temporal patches fuse random pairs of frames."""
+    n = len(clip.frames)
+    order = np.arange(n)
+    while n > 1 and np.array_equal(order, np.arange(n)):
+        order = rng.permutation(n)
+    return replace(clip, frames=clip.frames[order], indices=clip.indices[order],
+                   timestamps=clip.timestamps[order])
