@@ -1,7 +1,7 @@
 """The study's RL ablations: each variant x RL seed as `dvc exp run -S ...`, in metrics/ablations.json.
 
 `python -m vrlib.ablations` (or `make ablations`) runs the committed recipe and each variant of
-ABLATIONS with the RL seeds SEEDS (`rft.seed`: rft, eval and analysis rerun; data, base and SFT
+ABLATIONS with the RL seeds SEEDS (`rft.seed`: rft and eval rerun; data, base and SFT
 come from the cache). Each run's per-item scores on `val` and `eval` are written to
 `metrics/ablations/<variant>/seed<k>.json` as it ends, so a killed run resumes after the last
 finished one. `summarize` gives per variant the mean and spread over seeds and intervals that
@@ -26,9 +26,9 @@ from vrlib.evaluate import item_scores
 
 ABLATIONS: dict[str, list[str]] = {
     "grpo (no shuffled rollouts)": ["rft.algo=grpo"],                # Video-R1: T-GRPO vs GRPO
-    "no SFT cold start": ["rft.init=base"],                         # Video-R1's RL without SFT
-    "relative reward (hypothesis)": ["rft.relative=true"],          # VideoPerceiver
     "DAPO dynamic sampling": ["rft.dynamic_sampling=true"],
+    "relative reward (hypothesis)": ["rft.relative=true"],          # VideoPerceiver
+    "no SFT cold start": ["rft.init=base"],                         # Video-R1's RL without SFT
     # GSPO and CISPO equal GRPO and dapo with one update per batch (every ratio is 1), so they
     # run with 2 updates per batch; GSPO with its paper's clip range
     "GSPO (2 updates per batch)": ["rft.importance_sampling=sequence", "rft.num_iterations=2",
@@ -183,9 +183,14 @@ def run_record(sets: list[str], seed: int, key: str) -> dict:
     return {"set": sets, "seed": seed, "key": key, "log": log_means(), "scores": scores}
 
 
-def plan(seeds: tuple[int, ...] = SEEDS) -> list[tuple[str, list[str], int]]:
-    """(variant, its overrides, RL seed) for every run, the committed recipe first."""
-    return [(name, sets, s) for name, sets in {COMMITTED: [], **ABLATIONS}.items() for s in seeds]
+def plan(seeds: tuple[int, ...] = SEEDS, only: list[str] | None = None) -> list[tuple[str, list[str], int]]:
+    """(variant, its overrides, RL seed) for every run (of the variants `only` names, if given),
+    the committed recipe first."""
+    unknown = set(only or ()) - set(ABLATIONS)
+    if unknown:
+        raise ValueError(f"unknown ablation(s) {sorted(unknown)}; known: {', '.join(ABLATIONS)}")
+    chosen = {name: sets for name, sets in ABLATIONS.items() if only is None or name in only}
+    return [(name, sets, s) for name, sets in {COMMITTED: [], **chosen}.items() for s in seeds]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,10 +198,12 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description="every RL variant x RL seed; resumes after a kill")
     ap.add_argument("--seeds", type=int, default=len(SEEDS), help="RL seeds per variant (0, 1, ...)")
+    ap.add_argument("--only", nargs="+", metavar="VARIANT", help="run these variants of ABLATIONS only "
+                    "(and the committed recipe); the summary covers the runs on disk of those")
     args = ap.parse_args(argv)
     _run(["git", "checkout", "--", "params.yaml", "dvc.lock"])  # a killed run left its experiment here
     key = digest([COMMON], ["params.yaml", "dvc.lock"])  # the committed study every run starts from
-    todo, runs, start, ran = plan(tuple(range(args.seeds))), {}, time.time(), 0
+    todo, runs, start, ran = plan(tuple(range(args.seeds)), args.only), {}, time.time(), 0
     try:
         for k, (name, sets, seed) in enumerate(todo, 1):
             path = RUNS / slug(name) / f"seed{seed}.json"
@@ -206,7 +213,9 @@ def main(argv: list[str] | None = None) -> None:
                 left = f", about {per_run * (len(todo) - k + 1) / 60:.0f} min left" if ran else ""
                 print(f"[{k}/{len(todo)}] {name}, rft.seed={seed}: running{left}", flush=True)
                 _run(["git", "checkout", "--", "params.yaml"])
-                _run(["dvc", "exp", "run", *[a for s in [*COMMON, f"rft.seed={seed}", *sets] for a in ("-S", s)]])
+                # up to the eval stage: the table reads its traces, the error analysis is not needed
+                _run(["dvc", "exp", "run", *[a for s in [*COMMON, f"rft.seed={seed}", *sets] for a in ("-S", s)],
+                      "eval"])
                 record = run_record(sets, seed, key)
                 atomic_write_json(path, record)  # kept if a later run fails or is killed
                 ran += 1
