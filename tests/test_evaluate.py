@@ -160,6 +160,34 @@ def test_ablations_resume_without_redoing_finished_runs(tmp_path, monkeypatch):
     assert ablations.slug("t_grpo, bonus on the reward (Video-R1)") == "t_grpo-bonus-on-the-reward-video-r1"
 
 
+def test_ablations_put_head_back_on_its_branch(tmp_path, monkeypatch):
+    import subprocess
+
+    import pytest
+
+    from vrlib import ablations
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args], check=True,
+                       capture_output=True)
+
+    monkeypatch.chdir(tmp_path)
+    assert ablations.branch() is None  # not a repository: nothing to do
+    ablations.back_on(None)
+    git("init", "-q", "-b", "main")
+    (tmp_path / "f").write_text("1")
+    git("add", "f")
+    git("commit", "-qm", "one")
+    git("checkout", "-q", "--detach")  # what a killed `dvc exp run` leaves
+    assert ablations.branch() is None
+    ablations.back_on("main")
+    assert ablations.branch() == "main"
+    git("checkout", "-q", "--detach")
+    git("commit", "-q", "--allow-empty", "-m", "elsewhere")  # HEAD moved: never reattached silently
+    with pytest.raises(RuntimeError, match="HEAD moved"):
+        ablations.back_on("main")
+
+
 def test_ablation_log_means_reads_dvclive_tsv(tmp_path):
     from vrlib.ablations import log_means
 

@@ -169,6 +169,29 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+
+
+def branch() -> str | None:
+    """The branch HEAD is on; None when HEAD is detached or this is not a git repository."""
+    return _git("symbolic-ref", "-q", "--short", "HEAD") or None
+
+
+def back_on(name: str | None) -> None:
+    """Put HEAD back on the branch `name` it was on before the runs. `dvc exp run` detaches HEAD
+    while it runs (DVC's design, dvc#5818) and a run killed or failed mid-way can leave it
+    detached; commits made after that land on no branch (the ablation results of one session
+    missed `main` so). HEAD is reattached only if it still points at the branch's commit."""
+    if name is None or branch() == name:
+        return
+    head, tip = _git("rev-parse", "HEAD"), _git("rev-parse", f"refs/heads/{name}")
+    if head != tip:
+        raise RuntimeError(f"HEAD moved to {head[:7]} during the ablations, off {name} ({tip[:7]}): "
+                           f"check `git log {head[:7]}`, then `git checkout {name}`")
+    _run(["git", "symbolic-ref", "HEAD", f"refs/heads/{name}"])
+
+
 def slug(name: str) -> str:
     """A variant's folder name under RUNS: `t_grpo, bonus on the reward (Video-R1)` ->
     `t_grpo-bonus-on-the-reward-video-r1`."""
@@ -201,6 +224,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="+", metavar="VARIANT", help="run these variants of ABLATIONS only "
                     "(and the committed recipe); the summary covers the runs on disk of those")
     args = ap.parse_args(argv)
+    on = branch()
+    if on is None and _git("rev-parse", "--git-dir"):
+        print("warning: HEAD is detached (a killed `dvc exp run`?): commits made now land on no branch; "
+              "`git checkout main` first", flush=True)
     _run(["git", "checkout", "--", "params.yaml", "dvc.lock"])  # a killed run left its experiment here
     key = digest([COMMON], ["params.yaml", "dvc.lock"])  # the committed study every run starts from
     todo, runs, start, ran = plan(tuple(range(args.seeds)), args.only), {}, time.time(), 0
@@ -226,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         _run(["git", "checkout", "--", "params.yaml", "dvc.lock", "dvclive", "metrics",
               f":(exclude){RUNS}", f":(exclude){OUT}"])  # the runs' records stay
         _run(["dvc", "checkout", "--force"])
+        back_on(on)
     results = summarize(runs)
     atomic_write_json(OUT, results)
     for split in SPLITS:
