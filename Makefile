@@ -21,14 +21,8 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
-# Library warnings a user of the study cannot act on, each checked harmless: torch/transformers
-# deprecations (FutureWarning), a read-only NumPy frame handed to torch (the processor copies
-# it), matplotlib's tight_layout on the data card, and transformers' notice about a future
-# default of the video processor (the study sets its frames and pixels itself).
-QUIET := PYTHONWARNINGS="ignore::FutureWarning,ignore:The given NumPy array is not writable:UserWarning,ignore:Tight layout not applied:UserWarning" TRANSFORMERS_VERBOSITY=error
-
-study: env
-	$(QUIET) dvc repro
+study: env  # library notices a user cannot act on are silenced in the kernels (vrlib.stage.quiet)
+	dvc repro
 
 ablations: env  # after `make study` and a commit: dvc exp run per RL variant -> metrics/ablations.json
 	python -m vrlib.ablations

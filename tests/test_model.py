@@ -30,6 +30,26 @@ def test_loads_like_a_real_checkpoint(tiny_dir):
     assert processor.tokenizer.eos_token == "<|im_end|>"
 
 
+def test_video_encoding_prints_no_transformers_notice(tiny_dir, world_split):
+    """transformers warns on every run while `cap_pixels_per_frame` is unset; the study sizes its
+    frames itself and says so (`load_processor`)."""
+    import logging
+
+    _, samples, clips = world_split
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        processor = load_processor(tiny_dir)
+        assert processor.video_processor.cap_pixels_per_frame is False
+        encode_prompts(processor, samples[:1], clips[:1])
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in records if "cap_pixels_per_frame" in r.getMessage()]
+
+
 def test_missing_model_dir_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="hf download"):
         check_model_dir(tmp_path / "nope")

@@ -185,3 +185,36 @@ def test_a_notebook_opened_in_notebooks_works_in_the_study_folder(tmp_path, monk
     monkeypatch.chdir("/")
     with pytest.raises(FileNotFoundError, match="params.yaml"):
         stage.root()
+
+
+def test_quiet_silences_the_library_notices_and_nothing_else():
+    """What a study run used to print between its progress lines (issue: a study run that shows
+    where it is); other warnings and log lines still show."""
+    import logging
+    import warnings
+
+    from vrlib import stage
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stage.quiet()
+        for name in ("bitsandbytes.backends.cpu.ops", "DeepSpeed"):
+            logging.getLogger(name).addHandler(handler)
+        try:
+            logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
+                "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'")
+            logging.getLogger("DeepSpeed").warning("Setting accelerator to CPU. If you have GPU ...")
+            logging.getLogger("DeepSpeed").warning("something else")
+            logging.getLogger("DeepSpeed").setLevel(logging.WARNING)  # DeepSpeed's import does this
+            logging.getLogger("DeepSpeed").warning("Setting accelerator to CPU. If you have GPU ...")
+        finally:
+            for name in ("bitsandbytes.backends.cpu.ops", "DeepSpeed"):
+                logging.getLogger(name).removeHandler(handler)
+        warnings.warn("The given NumPy array is not writable, and PyTorch ...", UserWarning)
+        warnings.warn("deprecated in v6", FutureWarning)
+        warnings.warn("a warning of the study's own", UserWarning)
+    assert [r.getMessage() for r in seen] == ["something else"]
+    assert [str(w.message) for w in caught] == ["a warning of the study's own"]

@@ -1,13 +1,17 @@
-"""vrlib.speed's GRPO step timing at the tiny size, the Qwen2.5-VL shapes it builds, and the
-launch files for several GPUs and nodes (accelerate configs, SLURM script).
+"""vrlib.speed's GRPO step timing at the tiny size, the Qwen2.5-VL shapes it builds, the GPU
+check script that runs it, and the launch files for several GPUs and nodes (accelerate configs,
+SLURM script).
 
 Run: `.venv/bin/pytest tests/test_speed.py`
 """
 from __future__ import annotations
 
+import json
 import os
+import platform
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,14 @@ from vrlib import speed
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "vrlib" / "launch"
+TINY_GRPO = ["grpo", "--shape", "tiny", "--steps", "1", "--warmup", "0", "--completion", "8",
+             "--frames", "4", "--max-pixels", "3136"]
+"""The grpo benchmark at the tiny shape, a few seconds on a CPU."""
+
+
+def table(out: str) -> dict[str, str]:
+    """The rows of the markdown table `speed` prints, header row first."""
+    return dict(re.findall(r"^\| (.+?) \| (.+?) \|$", out, re.M))
 
 
 # ----------------------------------------------------------------------------- the benchmark
@@ -70,20 +82,60 @@ def test_qwen_config_takes_the_tokenizer_ids_but_keeps_the_real_vocabulary():
 @pytest.mark.parametrize("faster", [[], ["--static-cache"],
                                     pytest.param(["--static-cache", "--compile"], marks=pytest.mark.slow)])
 def test_grpo_bench_prints_every_row(capsys, faster):
-    speed.main(["grpo", "--shape", "tiny", "--steps", "1", "--warmup", "0", "--completion", "8",
-                "--frames", "4", "--max-pixels", "3136", "--bandwidth-gbs", "20", *faster])
+    speed.main([*TINY_GRPO, "--bandwidth-gbs", "20", *faster])
     out = capsys.readouterr().out
-    rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", out, re.M))
+    rows = table(out)
     assert list(rows)[1:] == list(speed.GRPO_ROWS)  # after the header row
     assert "command: `python -m vrlib.speed grpo --shape tiny" in out
-    for row in speed.GRPO_ROWS[1:-1]:
-        float(rows[row].split()[0])  # every number parses
+    for row in speed.GRPO_ROWS[1:-2]:
+        float(rows[row].split()[0])  # every number parses (all but the GPU memory)
     assert rows["completion tokens per rollout (measured mean)"] == "8 (8)"  # min_new_tokens held
     assert rows["rollouts per prompt (ordered + shuffled)"] == "8 + 4"  # T-GRPO: G = 8, + G/2
     gen, update = (float(rows[f"{k} share of the step"]) for k in ("generation", "update"))
     assert gen > 0 and update > 0 and gen + update <= 1.0 + 1e-6
     if not torch.cuda.is_available():
-        assert rows["peak GPU memory (GiB)"] == "n/a"
+        assert rows["peak GPU memory (GiB)"] == rows["peak GPU memory reserved (GiB)"] == "n/a"
+
+
+def test_grpo_bench_runs_without_av_or_decord(tmp_path):
+    """The GPU machine has neither av nor decord: the grpo benchmark needs neither (its videos
+    are frames made in memory), nor the study's dvc, dvclive, papermill or rouge_score."""
+    code = ("import sys; sys.modules['av'] = sys.modules['decord'] = None  # importing them fails\n"
+            "from vrlib.speed import main\n"
+            f"main({TINY_GRPO + ['--json', str(tmp_path / 'grpo.json')]!r})\n"
+            "print([m for m in ('av', 'decord', 'dvc', 'dvclive', 'papermill', 'rouge_score') if sys.modules.get(m)])")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert list(table(run.stdout))[1:] == list(speed.GRPO_ROWS)
+    assert run.stdout.splitlines()[-1] == "[]"  # none of them imported
+    assert json.loads((tmp_path / "grpo.json").read_text())["rows"] == dict(list(table(run.stdout).items())[1:])
+    assert "step 0: " in run.stderr  # each step's time, as it ends
+
+
+# ----------------------------------------------------------------------------- the GPU check
+GPU_CHECK = ROOT / "scripts" / "gpu_check.sh"
+
+
+def test_gpu_check_script_parses():
+    subprocess.run(["bash", "-n", str(GPU_CHECK)], check=True)
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_dry_on_the_cpu(tmp_path):
+    """GPU_CHECK_DRY=1 runs the GPU check's steps at the tiny shape (about a minute): each one
+    passes and writes the files the GPU run will."""
+    env = dict(os.environ, GPU_CHECK_DRY="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # this python
+    subprocess.run(["bash", str(GPU_CHECK), str(tmp_path)], env=env, check=True, capture_output=True)
+    steps = json.loads((tmp_path / "steps.json").read_text())
+    assert {name: s["exit"] for name, s in steps.items()} == {"env": 0, "grpo-7b": 0, "grpo-3b": 0, "pytest-gpu": 0}
+    assert json.loads((tmp_path / "env.json").read_text())["python"] == platform.python_version()
+    for name in ("grpo-7b", "grpo-3b"):
+        result = json.loads((tmp_path / f"{name}.json").read_text())
+        assert list(result["rows"]) == list(speed.GRPO_ROWS)
+        assert result["command"].startswith("python -m vrlib.speed grpo --shape tiny")
+        assert "| step seconds per prompt |" in (tmp_path / f"{name}.log").read_text()
+    assert "1 skipped" in (tmp_path / "pytest-gpu.log").read_text()  # no GPU here
 
 
 # ----------------------------------------------------------------------------- launch files
@@ -158,6 +210,6 @@ def test_grpo_bench_runs_a_qwen_shape_shrunk(monkeypatch, capsys):
         speed.QWEN_TEXT_COMMON["rope_parameters"], mrope_section=[4, 6, 6]))
     speed.main(["grpo", "--shape", "qwen2.5-vl-3b", "--steps", "1", "--warmup", "0",
                 "--completion", "4", "--frames", "4", "--max-pixels", "3136"])
-    rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", capsys.readouterr().out, re.M))
+    rows = table(capsys.readouterr().out)
     assert rows["completion tokens per rollout (measured mean)"] == "4 (4)"
     assert rows["model"].startswith("qwen2.5-vl-3b, 0.0")  # ~10 M, most of it the 151,936-row embedding

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -133,11 +135,13 @@ def test_write_rejects_odd_sizes_and_wrong_dtype(tmp_path):
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    import av
+
     path = tmp_path / "v.mp4"
     write_mp4(path, red_square_video(), fps=4)
     before = path.read_bytes()
     calls = {"n": 0}
-    real = video.av.VideoFrame.from_ndarray
+    real = av.VideoFrame.from_ndarray
 
     def fail_on_third(*args, **kwargs):
         calls["n"] += 1
@@ -145,11 +149,20 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(video.av.VideoFrame, "from_ndarray", fail_on_third)
+    monkeypatch.setattr(av.VideoFrame, "from_ndarray", fail_on_third)
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_mp4(path, red_square_video(start=0), fps=4)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["v.mp4"]
+
+
+def test_av_and_decord_are_imported_on_use_and_av_first():
+    """Not on import (the GPU benchmark machine has neither); decord after av, as the module's
+    top-level imports were (decord imported first can break PyAV, dmlc/decord#128)."""
+    code = ("import sys; from vrlib import video; print('av' in sys.modules, 'decord' in sys.modules)\n"
+            "video.import_decord(); names = list(sys.modules); print(names.index('av') < names.index('decord'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "True"]
 
 
 def test_shuffle_permutes_frames_with_their_metadata(mp4):

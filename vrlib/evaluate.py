@@ -145,20 +145,23 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
 
     key = resume_key(setup | ({"tcr": tcr} if tcr else {}), items, model_dir, adapters)
     partial_dir, two = Path(partial_dir), None
-    cached = not tcr and {s.problem_id for s in samples} <= set(_done(partial_dir / "decode.jsonl", key))
-    model = None if cached else load_policy(model_dir, adapters, **load_kwargs(bcfg))  # nothing to decode
-    processor = processor if processor is not None else load_processor(model_dir)
-    if tcr:
-        two = tcr_.two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
-                            pad=tcr["pad"], partial_dir=partial_dir, key=key)
-        texts, truncated = two.texts, two.truncated
+    done = {} if tcr else _done(partial_dir / "decode.jsonl", key)
+    if not tcr and all(s.problem_id in done for s in samples):  # decoded before: no model, no frames
+        texts, truncated = [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]
     else:
-        if clips is None:
-            clips = [load_media(p, s.data_type, fps=setup["fps"], min_frames=setup["min_frames"],
-                                max_frames=setup["max_frames"]) for s, p in zip(samples, paths)]
-        texts, truncated = decode(model, processor, samples, clips, batch_size=setup["batch_size"],
-                                  max_new_tokens=setup["max_new_tokens"], max_pixels=setup["max_pixels"],
-                                  partial=partial_dir / "decode.jsonl", key=key)
+        model = load_policy(model_dir, adapters, **load_kwargs(bcfg))
+        processor = processor if processor is not None else load_processor(model_dir)
+        if tcr:
+            two = tcr_.two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
+                                pad=tcr["pad"], partial_dir=partial_dir, key=key)
+            texts, truncated = two.texts, two.truncated
+        else:
+            if clips is None:
+                clips = [load_media(p, s.data_type, fps=setup["fps"], min_frames=setup["min_frames"],
+                                    max_frames=setup["max_frames"]) for s, p in zip(samples, paths)]
+            texts, truncated = decode(model, processor, samples, clips, batch_size=setup["batch_size"],
+                                      max_new_tokens=setup["max_new_tokens"], max_pixels=setup["max_pixels"],
+                                      partial=partial_dir / "decode.jsonl", key=key)
     traces = score_traces(name, samples, texts, truncated)
     write_traces(traces_path, traces)
     return ModelRun(traces, two)

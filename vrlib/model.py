@@ -62,7 +62,7 @@ class TinyShape:
 
 QWEN_PRETOKENIZE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                     r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-"""Qwen2's pre-tokenizer split (its tokenizer.json): every digit is a token of its own (`\p{N}`,
+r"""Qwen2's pre-tokenizer split (its tokenizer.json): every digit is a token of its own (`\p{N}`,
 not GPT-2's `\p{N}+`), so "0.54" and "48" are read and written digit by digit, as the real
 model does; GPT-2's split gave the tiny model one token per seen number."""
 
@@ -149,7 +149,7 @@ def build_tiny(out_dir: str | Path, corpus: list[str], *, max_pixels: int, seed:
 def save_checkpoint(model, processor, out_dir: str | Path, adapter: dict | None = None) -> None:
     """save_pretrained into a temp dir, then rename: a crash never leaves a half checkpoint.
     `adapter`: the trained adapter's weights, named as peft saves them, when the model's own are
-    sharded (FSDP: gathered by `rft._Procs.adapter_state`); written in peft's layout."""
+    sharded (FSDP: gathered by `engine.Engine.adapter_state`); written in peft's layout."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
@@ -192,7 +192,12 @@ def check_model_dir(model_dir: str | Path) -> Path:
 def load_processor(model_dir: str | Path):
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(check_model_dir(model_dir), padding_side="left")
+    processor = AutoProcessor.from_pretrained(check_model_dir(model_dir), padding_side="left")
+    # The frames come sampled and sized by vrlib.video and the `max_pixels` budget (as
+    # qwen-vl-utils does for Video-R1): transformers' own per-frame cap stays off, said
+    # explicitly (its default until v5.22, with a warning on every run while unset).
+    processor.video_processor.cap_pixels_per_frame = False
+    return processor
 
 
 def best_attention() -> str:

@@ -195,14 +195,15 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     t0 = time.perf_counter()
 
     # 1. rollouts and rewards, one round of draws after another
-    groups, rounds = [], []
+    groups, rounds, with_signal = [], [], 0
     for chunk in [questions, *more] if cfg.dynamic_sampling else [questions]:
         with engine.full_weights(model):
             new = [rollout_group(policy, processor, q, cfg, seed=seed, step=step, reward_funcs=reward_funcs)
                    for q in chunk]
         groups += new
         rounds.append(gather_groups(engine, new))
-        if cfg.dynamic_sampling and sum(has_signal(b.reward).sum().item() for b in rounds) >= cfg.prompts_per_step:
+        with_signal += int(has_signal(rounds[-1].reward).sum())
+        if cfg.dynamic_sampling and with_signal >= cfg.prompts_per_step:
             break
     batch = concat(rounds)                                                         # D drawn groups
     if cfg.dynamic_sampling:  # the first prompts_per_step groups with signal, in draw order
@@ -228,6 +229,11 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     return metrics
 
 
+SUMS = ("loss", "kl", "clip", "ratio", "capped", "tokens")
+"""What `update` sums over micro-batches and processes: the loss, and token-weighted KL, clip
+fraction, ratio mean and CISPO's capped fraction, with their weight (`tokens`)."""
+
+
 def update(model, optimizer, mine: list[Group], local_adv: list[torch.Tensor], cfg: RFTParams,
            engine: Engine, batch: Batch, policy, pad: Group) -> dict[str, float]:
     """`num_iterations` clipped updates on this process's kept groups; the step's loss and token
@@ -239,7 +245,7 @@ def update(model, optimizer, mine: list[Group], local_adv: list[torch.Tensor], c
         kept_lengths = kept_lengths * (1 - batch.truncated[batch.kept])             # (K, G)
     n_micro = int(engine.gather(torch.tensor([len(mine)])).max()) if engine.n > 1 else len(mine)
     if n_micro == 0:  # dynamic sampling found no group with signal: no update
-        return {"loss": 0.0, "kl": 0.0, "clip": 0.0, "ratio": 0.0, "capped": 0.0, "tokens": 0.0, "grad_norm": 0.0}
+        return dict.fromkeys([*SUMS, "grad_norm"], 0.0)
     if cfg.loss_type == "bnpo":  # TRL: a token mean over this process's batch
         norm = max(sum(loss_mask(g, cfg).sum().item() for g in mine), 1.0)
     else:  # gradients are averaged over processes, hence the / n
@@ -257,7 +263,7 @@ def update(model, optimizer, mine: list[Group], local_adv: list[torch.Tensor], c
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     for _ in range(cfg.num_iterations):
-        sums = {"loss": 0.0, "kl": 0.0, "clip": 0.0, "ratio": 0.0, "capped": 0.0, "tokens": 0.0}  # token-weighted
+        sums = dict.fromkeys(SUMS, 0.0)
         for i, (g, a, weight) in enumerate(micro):
             with engine.no_sync(model, last=i == len(micro) - 1):
                 logp = token_logprobs(model, g.rollouts, cfg.temperature)         # (G, C)
@@ -502,10 +508,12 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from vrlib import config
+    from vrlib.stage import quiet
 
     ap = argparse.ArgumentParser(description="the rft stage, e.g. under `accelerate launch -m vrlib.rft`")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
+    quiet()  # each launched process would print the notebook kernel's notices again
     params = config.load(args.params)
     run(params.rft.seed, params.data, params.rft, params.base)  # the RL seed: data, base and SFT are done
 

@@ -4,6 +4,7 @@ printing a markdown table with the machine:
     python -m vrlib.speed data [--n 20] [--repeat 3]
     python -m vrlib.speed grpo --shape {tiny,qwen2.5-vl-3b,qwen2.5-vl-7b} [--steps 3] [--prompts 1]
         [--completion 768] [--frames 16] [--max-pixels 100352] [--static-cache] [--compile [MODE]]
+        [--json PATH]
 
 `data` measures how fast the world generates items (frames rendered and MP4 written, per
 family) and how fast our loader decodes the frames the model sees, against raw decord on the
@@ -13,11 +14,13 @@ same files and the same frame indices.
 random-weight model of Qwen2.5-VL-7B's or -3B's exact shape, loaded the way the study loads
 a real one (4-bit QLoRA, gradient checkpointing), on synthetic videos; completions are held at
 exactly `--completion` tokens so runs compare. It sets the rollout speed against the
-memory-bandwidth bound of a 4-bit decode step.
+memory-bandwidth bound of a 4-bit decode step. Each step's time goes to stderr as it ends, so a
+run cut short still says how far it got; `--json` also writes the table's rows to a file.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -26,7 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import decord
 import numpy as np
 import torch
 
@@ -59,6 +61,7 @@ def decode(paths: list[Path], *, fps: float, min_frames: int, max_frames: int, r
            ) -> tuple[float, float]:
     """Frames per second: `video.sample_frames` vs raw decord (`VideoReader` + `get_batch` of the
     same indices); best of `repeat` passes, so the page cache is warm for both."""
+    decord = video.import_decord()  # here, not at the top: the GPU benchmark machine has no decord
     indices = [video.sample_frames(p, fps=fps, min_frames=min_frames,
                                    max_frames=max_frames).indices.tolist() for p in paths]
     n_frames = sum(len(ix) for ix in indices)
@@ -124,7 +127,7 @@ GRPO_ROWS = (
     "tokens/s per sequence, bandwidth bound (batch 1)", "measured / 4-bit bound",
     "weights read per decode step (GB)", "KV cache per token per sequence (KB)",
     "step seconds per prompt", "generation share of the step", "update share of the step",
-    "peak GPU memory (GiB)",
+    "peak GPU memory (GiB)", "peak GPU memory reserved (GiB)",
 )
 
 
@@ -281,6 +284,7 @@ def bench_grpo(args, command: str) -> str:
 
     cuda = torch.cuda.is_available()
     device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+    t_load = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.cache_dir or tmp) / f"{args.shape}-px{args.max_pixels}"
         if not (model_dir / "config.json").is_file():
@@ -299,6 +303,7 @@ def bench_grpo(args, command: str) -> str:
     if args.compile:
         compile_generation(model, args.compile)
     calls = record_generate(model)
+    log(f"model built and loaded in {time.perf_counter() - t_load:.0f} s")
 
     # Video-R1's RL recipe: G = 8 (+ 4 shuffled for T-GRPO), lr 1e-6, beta 0.04, 768 tokens
     cfg = RFTParams(prompts_per_step=args.prompts, group_size=8, algo="t_grpo", temperature=1.0,
@@ -314,14 +319,19 @@ def bench_grpo(args, command: str) -> str:
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             calls.clear()
-            if cuda:
+            if cuda:  # free the blocks cached by the model's build, so the reserved peak is the steps'
+                torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
         sync()
         t0 = time.perf_counter()
         metrics = grpo_step(model, processor, optimizer, questions, cfg, seed=0, step=step)
         sync()
+        seconds = time.perf_counter() - t0
+        log(f"step {step}{' (warm-up)' if step < args.warmup else ''}: {seconds:.1f} s, "
+            f"generate {metrics['time/generate_s']:.1f} s, update {metrics['time/update_s']:.1f} s"
+            + (f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else ""))
         if step >= args.warmup:
-            runs.append((time.perf_counter() - t0, metrics))
+            runs.append((seconds, metrics))
     wall = np.mean([w for w, _ in runs])
     t_gen = np.mean([m["time/generate_s"] for _, m in runs])
     t_upd = np.mean([m["time/update_s"] for _, m in runs])
@@ -347,6 +357,7 @@ def bench_grpo(args, command: str) -> str:
                               for rows, prompt, new in calls)
         per_seq = args.completion / b.seconds(1, prompt_len, args.completion)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else None
     kinds = ", ".join(sorted({str(rows) for rows, _, _ in calls}, key=int))
     values = {
         "model": f"{args.shape}, {n_params / 1e9:.3g} B params, {str(dtype)[6:] if args.no_4bit else 'nf4'}"
@@ -366,14 +377,23 @@ def bench_grpo(args, command: str) -> str:
         "generation share of the step": f"{t_gen / wall:.2f}",
         "update share of the step": f"{t_upd / wall:.2f}",
         "peak GPU memory (GiB)": fmt(peak, ".1f"),
+        "peak GPU memory reserved (GiB)": fmt(reserved, ".1f"),
     }
     assert tuple(values) == GRPO_ROWS
-    lines = [f"machine: {machine_gpu()}", "",
-             f"command: `{command}`; {args.steps} timed step(s) after {args.warmup} warm-up, "
-             f"{args.frames} frames at 2 fps, <= {args.max_pixels} px per frame, bandwidth "
-             f"{fmt(gbs, '.0f')} GB/s", "", "| measure | value |", "|---|---|"]
+    settings = (f"{args.steps} timed step(s) after {args.warmup} warm-up, {args.frames} frames at 2 fps, "
+                f"<= {args.max_pixels} px per frame, bandwidth {fmt(gbs, '.0f')} GB/s")
+    host = machine_gpu()
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"machine": host, "command": command, "settings": settings, "rows": values}, indent=1))
+    lines = [f"machine: {host}", "", f"command: `{command}`; {settings}", "",
+             "| measure | value |", "|---|---|"]
     lines += [f"| {row} | {v} |" for row, v in values.items()]
     return "\n".join(lines)
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -399,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     grpo.add_argument("--bandwidth-gbs", type=float, default=None,
                       help="GPU memory bandwidth, GB/s (default by name: H100 3350, H200 4800)")
     grpo.add_argument("--cache-dir", default=None, help="keep the random checkpoint here between runs")
+    grpo.add_argument("--json", default=None, metavar="PATH", help="also write the table's rows to this JSON file")
     args = parser.parse_args(argv)
     np.random.seed(0)
     if args.what == "data":

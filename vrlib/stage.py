@@ -9,8 +9,10 @@ log, not a DVC output: it differs on every run (timings) and no stage reads it.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -18,6 +20,33 @@ import yaml
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 """ipykernel warns that it talks to papermill over TCP on localhost without encryption; nothing
 a user can act on."""
+
+
+NOTICES = ("The given NumPy array is not writable",  # transformers' processor copies the frame
+           "Tight layout not applied")                 # matplotlib, on the data card's long labels
+"""Library warnings a user of the study cannot act on, each checked harmless; FutureWarnings
+(torch and transformers deprecations) are silenced as a category."""
+
+
+def _not_cpu_fallback(record: logging.LogRecord) -> bool:
+    return "Setting accelerator to CPU" not in record.getMessage()
+
+
+def quiet() -> None:
+    """Silence what a study run prints that means nothing to its user (issue: "a study run that
+    shows where it is"); called by `enter`, the first cell of every notebook:
+    - NOTICES and FutureWarnings (see NOTICES);
+    - bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community": it offers
+      to fetch a faster CPU kernel from the Hugging Face Hub, which a study never does at run
+      time; its own AVX512 kernel runs instead;
+    - DeepSpeed's "Setting accelerator to CPU" when no GPU is there (that is the embedded study);
+      a filter, not DS_ACCELERATOR=cpu, so that DeepSpeed still finds an MPS or XPU device.
+    The study's own progress lines and every error still print."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    for notice in NOTICES:
+        warnings.filterwarnings("ignore", message=notice, category=UserWarning)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    logging.getLogger("DeepSpeed").addFilter(_not_cpu_fallback)  # kept when DeepSpeed sets its level
 
 
 def root(start: str | os.PathLike | None = None) -> Path:
@@ -32,7 +61,9 @@ def root(start: str | os.PathLike | None = None) -> Path:
 
 def enter() -> Path:
     """Make the study's folder the working directory (the notebooks' paths are relative to it),
-    wherever the kernel started: `notebooks/` in JupyterLab, anywhere under papermill."""
+    wherever the kernel started: `notebooks/` in JupyterLab, anywhere under papermill; and
+    `quiet` the library notices."""
+    quiet()
     folder = root()
     os.chdir(folder)
     return folder

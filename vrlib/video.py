@@ -16,8 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
-import av
-import decord
 import numpy as np
 
 # Qwen2.5-VL merges 2 frames into one temporal patch (qwen-vl-utils FRAME_FACTOR = 2).
@@ -70,6 +68,8 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p needs even height and width, got {height}x{width}")
+    import av  # imported here: the GPU benchmark machine has neither av nor decord
+
     with atomic_path(path) as tmp:
         with av.open(tmp, "w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=int(fps))
@@ -114,6 +114,16 @@ def read_image(path: str | os.PathLike) -> Clip:
                 duration=0.0, native_fps=0.0, path=str(path))
 
 
+def import_decord():
+    """decord, imported on use (the GPU benchmark machine has neither it nor av) and after av, as
+    the module's top-level imports were: decord loads its own FFmpeg into the global symbol
+    table, and imported first it can break PyAV (dmlc/decord#128)."""
+    import av  # noqa: F401
+    import decord
+
+    return decord
+
+
 def num_frames(duration: float, total: int, *, fps: float, min_frames: int, max_frames: int) -> int:
     """How many frames to sample: duration * fps within [min_frames, max_frames] and <= total, even.
 
@@ -138,6 +148,7 @@ def sample_frames(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, "video not found", str(path))
+    decord = import_decord()
     try:
         reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
         total, native_fps = len(reader), float(reader.get_avg_fps())
@@ -206,6 +217,8 @@ def sample_frame_folder(path: str | os.PathLike, *, fps: float = 2.0, min_frames
 
 def _reason(path: Path, err: Exception) -> str:
     """decord's exception says only "Error reading <path>" (the cause goes to stderr): ask PyAV."""
+    import av  # imported here: the GPU benchmark machine has neither av nor decord
+
     try:
         with av.open(str(path)) as container:
             next(container.decode(video=0))
