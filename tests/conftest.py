@@ -30,12 +30,44 @@ def world_split(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory, world_split):
+def world_in_memory():
+    """world_split's items made in memory, no file written or decoded (the GPU machine has
+    neither av nor decord): (samples with no media path, clips of every second frame)."""
+    import numpy as np
+
+    from vrlib.data import split_seed
+    from vrlib.schema import Sample
+    from vrlib.tasks import FAMILIES, WorldSpec, mixture
+    from vrlib.video import FRAME_FACTOR, Clip
+
+    families, spec = {f: 1 for f in FAMILIES if f != "inventory"}, WorldSpec()
+    plan, seed = mixture(families, len(families)), split_seed(0, "eval")
+    samples, clips = [], []
+    for i, family in enumerate(plan):
+        item = FAMILIES[family](seed, i, spec)
+        video = item.data_type == "video"
+        step = 2 if video else 1
+        index = np.arange(0, len(item.frames), step)
+        index = index[:len(index) - len(index) % FRAME_FACTOR] if video else index
+        samples.append(Sample(problem_id=f"eval_{i:05d}", problem=item.problem, data_type=item.data_type,
+                              problem_type=item.problem_type, options=item.options, solution=item.solution,
+                              path="", data_source=f"world/{family}/{item.kind}",
+                              duration=len(item.frames) / spec.fps if video else 0.0,
+                              fps=float(spec.fps) if video else 0.0, process=item.process))
+        duration = samples[-1].duration
+        clips.append(Clip(frames=item.frames[index], fps=len(index) / duration if video else 0.0, indices=index,
+                          timestamps=index / spec.fps if video else np.zeros(1), duration=duration,
+                          native_fps=samples[-1].fps, path=""))
+    return samples, clips
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, world_in_memory):
     """A random-weight tiny Qwen2.5-VL checkpoint directory (model + processor)."""
     from vrlib.model import TinyShape, build_tiny
     from vrlib.prompts import user_text
 
-    _, samples, _ = world_split
+    samples, _ = world_in_memory
     corpus = [user_text(s) for s in samples] + [s.process + s.solution for s in samples]
     out = tmp_path_factory.mktemp("models") / "base"
     build_tiny(out, corpus * 4, max_pixels=56 * 56, seed=0, shape=TinyShape(vocab_size=400))

@@ -227,3 +227,10 @@ def test_an_unused_preset_does_not_constrain_the_current_scale(tmp_path):
     raw["rft"].update(num_processes=2, prompts_per_step=4)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     assert config.load(tmp_path / "params.yaml").rft.num_processes == 2
+
+
+def test_every_notebook_cell_has_an_id():
+    """nbformat warns on every run of a notebook whose cells lack ids (and will refuse it)."""
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        assert all("id" in c for c in cells), f"{path.name}: a cell without an id (nbformat.validator.normalize)"

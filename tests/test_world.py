@@ -157,3 +157,18 @@ def test_bad_arguments_are_refused():
         make_scene(0, 0, n_actors=(1, 4))
     with pytest.raises(ValueError, match="shape"):
         world.shape_mask("hexagon", 10)
+
+
+def test_the_in_memory_items_are_world_splits_items(world_split, world_in_memory):
+    """The GPU tests' fixture (no MP4) holds the same questions as the MP4 split, and frames
+    sampled alike, so the tiny model built from it is the one every other test uses."""
+    import numpy as np
+
+    _, disk, disk_clips = world_split
+    memory, clips = world_in_memory
+    keys = ("problem_id", "problem", "options", "solution", "process", "problem_type", "data_type",
+            "data_source", "duration", "fps")
+    assert [[getattr(s, k) for k in keys] for s in memory] == [[getattr(s, k) for k in keys] for s in disk]
+    for a, b in zip(clips, disk_clips):
+        assert a.frames.shape == b.frames.shape and a.fps == b.fps
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 8  # the MP4 is yuv420p
