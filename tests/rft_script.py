@@ -6,7 +6,7 @@ MODEL SPLIT OUT [ddp|fsdp|zero2|zero3]` in one process, or under `accelerate lau
 for GPUs only, so on CPU this sets the two fields of its state that `accelerate launch
 --use_fsdp` would set (distributed type, plugin); everything after that (the wrapping in
 `prepare`, gloo collectives, `get_state_dict`, FSDP's clipping) is accelerate's and torch's own.
-`zero2`, `zero3`: launched with a DeepSpeed config; `vrlib.rft.make_accelerator` runs it on
+`zero2`, `zero3`: launched with a DeepSpeed config; `vrlib.engine.make_accelerator` runs it on
 DeepSpeed's CPU accelerator over gloo, as the rft stage does on a machine without a GPU."""
 from __future__ import annotations
 

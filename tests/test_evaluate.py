@@ -186,6 +186,8 @@ def test_ablations_put_head_back_on_its_branch(tmp_path, monkeypatch):
     git("commit", "-q", "--allow-empty", "-m", "elsewhere")  # HEAD moved: never reattached silently
     with pytest.raises(RuntimeError, match="HEAD moved"):
         ablations.back_on("main")
+    with pytest.raises(RuntimeError, match="is gone"):
+        ablations.back_on("no-such-branch")
 
 
 def test_ablation_log_means_reads_dvclive_tsv(tmp_path):

@@ -160,8 +160,9 @@ def test_bad_arguments_are_refused():
 
 
 def test_the_in_memory_items_are_world_splits_items(world_split, world_in_memory):
-    """The GPU tests' fixture (no MP4) holds the same questions as the MP4 split, and frames
-    sampled alike, so the tiny model built from it is the one every other test uses."""
+    """The GPU tests' fixture (no MP4) holds the same questions as the MP4 split, so the tiny
+    model built from it is the one every other test uses; its clips have as many frames, close
+    to the decoded ones (every second frame, where `load_split` spreads rounded indices)."""
     import numpy as np
 
     _, disk, disk_clips = world_split

@@ -185,7 +185,9 @@ def back_on(name: str | None) -> None:
     missed `main` so). HEAD is reattached only if it still points at the branch's commit."""
     if name is None or branch() == name:
         return
-    head, tip = _git("rev-parse", "HEAD"), _git("rev-parse", f"refs/heads/{name}")
+    head, tip = _git("rev-parse", "HEAD"), _git("rev-parse", "-q", "--verify", f"refs/heads/{name}")
+    if not tip:
+        raise RuntimeError(f"the branch {name} is gone; HEAD is at {head[:7]}")
     if head != tip:
         raise RuntimeError(f"HEAD moved to {head[:7]} during the ablations, off {name} ({tip[:7]}): "
                            f"check `git log {head[:7]}`, then `git checkout {name}`")
@@ -252,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:  # back to the committed study: params, lock, and its outputs from the cache
         _run(["git", "checkout", "--", "params.yaml", "dvc.lock", "dvclive", "metrics",
               f":(exclude){RUNS}", f":(exclude){OUT}"])  # the runs' records stay
+        _run(["git", "clean", "-fdq", "--", "dvclive"])  # a variant's own step logs (CISPO's capped fraction)
         _run(["dvc", "checkout", "--force"])
         back_on(on)
     results = summarize(runs)
