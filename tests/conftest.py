@@ -35,8 +35,7 @@ def world_in_memory():
     neither av nor decord): (samples with no media path, clips of every second frame)."""
     import numpy as np
 
-    from vrlib.data import split_seed
-    from vrlib.schema import Sample
+    from vrlib.data import split_seed, world_record
     from vrlib.tasks import FAMILIES, WorldSpec, mixture
     from vrlib.video import FRAME_FACTOR, Clip
 
@@ -49,11 +48,7 @@ def world_in_memory():
         step = 2 if video else 1
         index = np.arange(0, len(item.frames), step)
         index = index[:len(index) - len(index) % FRAME_FACTOR] if video else index
-        samples.append(Sample(problem_id=f"eval_{i:05d}", problem=item.problem, data_type=item.data_type,
-                              problem_type=item.problem_type, options=item.options, solution=item.solution,
-                              path="", data_source=f"world/{family}/{item.kind}",
-                              duration=len(item.frames) / spec.fps if video else 0.0,
-                              fps=float(spec.fps) if video else 0.0, process=item.process))
+        samples.append(world_record(item, f"eval_{i:05d}", family, spec))
         duration = samples[-1].duration
         clips.append(Clip(frames=item.frames[index], fps=len(index) / duration if video else 0.0, indices=index,
                           timestamps=index / spec.fps if video else np.zeros(1), duration=duration,

@@ -113,7 +113,7 @@ def tiny(tiny_dir):
     return load_model(tiny_dir), load_processor(tiny_dir)
 
 
-def test_decode_resumes_after_a_crash_with_the_same_outputs(tiny, world_split, tmp_path, monkeypatch):
+def test_decode_resumes_after_a_crash_with_the_same_outputs(tiny, world_split, tmp_path, monkeypatch, capsys):
     model, processor = tiny
     _, samples, clips = world_split
     samples, clips = samples[:5], clips[:5]
@@ -128,8 +128,10 @@ def test_decode_resumes_after_a_crash_with_the_same_outputs(tiny, world_split, t
     calls = []
     real = evaluate.generate
     monkeypatch.setattr(evaluate, "generate", lambda m, p, s, *a, **k: calls.append(len(s)) or real(m, p, s, *a, **k))
-    texts, tr = evaluate.decode(model, processor, samples, clips, partial=partial, key="k", **kw)
+    texts, tr = evaluate.decode(model, processor, samples, clips, partial=partial, key="k", name="eval sft", **kw)
     assert calls == [1] and (texts, tr) == (whole, whole_tr)
+    # the resumed run shows where it is: the one batch it decoded, the third of three
+    assert capsys.readouterr().out.splitlines()[-1] == "eval sft  batch 3/3"
     calls.clear()  # another key (other model or settings): nothing reused
     assert evaluate.decode(model, processor, samples, clips, partial=partial, key="other", **kw)[0] == whole
     assert calls == [2, 2, 1]

@@ -57,7 +57,7 @@ def test_parts_cut_the_completion_as_the_rewards_read_it():
     assert parts(TRACES[0]) == {"reasoning": "It is red.", "answer": "A", "glue": "[(2.0, 4.0)]",
                                 "raw": RIGHT}
     assert parts(TRACES[2]) == {"reasoning": None, "answer": None, "glue": None, "raw": "<think>It is"}
-    # the last closed tag wins, as rewards.extract_answer
+    # the last closed tag wins, as answers.extract_answer
     two = trace("m", "rft", "choice", "<think>a</think><think> b </think><answer>A</answer><answer>B</answer>", 0)
     assert parts(two)["reasoning"] == "b" and parts(two)["answer"] == "B"
 

@@ -32,8 +32,11 @@ def test_loads_like_a_real_checkpoint(tiny_dir):
 
 def test_video_encoding_prints_no_transformers_notice(tiny_dir, world_split):
     """transformers warns on every run while `cap_pixels_per_frame` is unset; the study sizes its
-    frames itself and says so (`load_processor`)."""
+    frames itself and says so, for a loaded checkpoint (`load_processor`) and for the processor
+    the base stage builds and uses before saving it (`build_processor`)."""
     import logging
+
+    from vrlib.model import build_processor
 
     _, samples, clips = world_split
     records = []
@@ -41,10 +44,13 @@ def test_video_encoding_prints_no_transformers_notice(tiny_dir, world_split):
     handler.emit = records.append
     logger = logging.getLogger("transformers")
     logger.addHandler(handler)
+    logging.Logger.warning_once.cache_clear()  # transformers prints it once per process: maybe before
     try:
         processor = load_processor(tiny_dir)
-        assert processor.video_processor.cap_pixels_per_frame is False
-        encode_prompts(processor, samples[:1], clips[:1])
+        built = build_processor(processor.tokenizer, max_pixels=56 * 56)
+        for p in (processor, built):
+            assert p.video_processor.cap_pixels_per_frame is False
+            encode_prompts(p, samples[:1], clips[:1])
     finally:
         logger.removeHandler(handler)
     assert not [r for r in records if "cap_pixels_per_frame" in r.getMessage()]

@@ -148,16 +148,23 @@ def test_bad_input_names_the_culprit(world_split, tmp_path):
 @pytest.mark.parametrize("on_bad_media", ["skip", "stop"])
 def test_data_stage_imports_real_formats_and_counts_bad_media(study, tmp_path, on_bad_media):
     """`data.imports` replaces a world split by a real annotation file; a missing video is
-    skipped and counted, or stops the stage naming its path."""
+    skipped and counted, or stops the stage naming its path. Under skip, the real VideoChat-R1
+    Charades file with inverted moments (`data.on_bad_record: skip`) leaves its bad records
+    listed, file:where:why, in metrics/data.json."""
     from vrlib import video, world
+
+    inverted = ROOT.parent / "shared/real-data/videochat_r1/charades_train_inverted_moments.json"
 
     media = tmp_path / "charades"
     for i, vid in enumerate(["3MSZA", "AO8RW"]):  # Y6R7T.mp4 is missing
         video.write_mp4(media / f"{vid}.mp4", world.render(world.make_scene(0, i, duration=2)), 4)
     params = yaml.safe_load((study / "params.yaml").read_text())
     params["data"] |= {"n_pretrain": 4, "n_sft": 4, "n_rl": 4, "on_bad_media": on_bad_media,
+                       "on_bad_record": on_bad_media,
                        "imports": {"eval": [{"format": "charades_sta", "media_root": str(media),
-                                             "path": str(ROOT / "tests/fixtures/importers/charades_sta.txt")}]}}
+                                             "path": str(ROOT / "tests/fixtures/importers/charades_sta.txt")},
+                                            {"format": "videochat_r1_grounding", "media_root": str(media),
+                                             "path": str(inverted)}]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "metrics").mkdir()
     out = run(["papermill", "--cwd", str(tmp_path), "-f", str(tmp_path / "params.yaml"),
@@ -168,7 +175,10 @@ def test_data_stage_imports_real_formats_and_counts_bad_media(study, tmp_path, o
         return
     assert out.returncode == 0, out.stderr[-3000:]
     counts = json.loads((tmp_path / "metrics/data.json").read_text())
-    assert counts["eval"]["skipped_bad_media"] == 1
+    assert counts["eval"]["skipped_bad_media"] == 2  # Y6R7T.mp4, and the inverted file's one good moment's
+    bad = counts["eval"]["skipped_bad_records"]
+    assert len(bad) == 4 and all(r.startswith(f"{inverted}:") and "field 'timestamps[" in r for r in bad)
+    assert counts["sft"]["skipped_bad_records"] == []
     assert counts["eval"]["n"] == 3 and counts["eval"]["family"] == {"Charades-STA": 3}
     assert counts["sft"]["n"] == 4  # the other splits still come from the world
 
@@ -185,6 +195,24 @@ def test_a_notebook_opened_in_notebooks_works_in_the_study_folder(tmp_path, monk
     monkeypatch.chdir("/")
     with pytest.raises(FileNotFoundError, match="params.yaml"):
         stage.root()
+
+
+def test_progress_prints_about_ten_lines_with_the_time_left():
+    import io
+
+    from vrlib.logs import progress
+
+    out = io.StringIO()
+    show = progress("rft", 40, keys=("reward/mean", "absent"), out=out)
+    for step in range(40):
+        show(step, {"reward/mean": step / 40})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("rft  step 4/40  reward/mean 0.075  ")
+    assert lines[0].endswith(" left") and "s/step, ~" in lines[0] and lines[-1].endswith("~0s left")
+    out = io.StringIO()
+    show = progress("eval sft", 3, keys=(), unit="batch", out=out)
+    show(2, {})  # a resumed decode: the first two batches were read back, the last one is the first seen
+    assert out.getvalue() == "eval sft  batch 3/3\n"
 
 
 def test_quiet_silences_the_library_notices_and_nothing_else():
@@ -208,6 +236,7 @@ def test_quiet_silences_the_library_notices_and_nothing_else():
                 "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'")
             logging.getLogger("DeepSpeed").warning("Setting accelerator to CPU. If you have GPU ...")
             logging.getLogger("DeepSpeed").warning("something else")
+            logging.getLogger("bitsandbytes.backends.cpu.ops").warning("another bitsandbytes warning")
             logging.getLogger("DeepSpeed").setLevel(logging.WARNING)  # DeepSpeed's import does this
             logging.getLogger("DeepSpeed").warning("Setting accelerator to CPU. If you have GPU ...")
         finally:
@@ -216,5 +245,7 @@ def test_quiet_silences_the_library_notices_and_nothing_else():
         warnings.warn("The given NumPy array is not writable, and PyTorch ...", UserWarning)
         warnings.warn("deprecated in v6", FutureWarning)
         warnings.warn("a warning of the study's own", UserWarning)
-    assert [r.getMessage() for r in seen] == ["something else"]
+    stage.quiet()  # a second notebook cell or launched process: one filter per logger still
+    assert sum(isinstance(f, stage._Without) for f in logging.getLogger("DeepSpeed").filters) == 1
+    assert [r.getMessage() for r in seen] == ["something else", "another bitsandbytes warning"]
     assert [str(w.message) for w in caught] == ["a warning of the study's own"]

@@ -1,4 +1,5 @@
-"""vrlib.rewards: hand-computed scores per problem_type, parser edge cases, nasty strings."""
+"""vrlib.rewards: hand-computed scores per problem_type, bad solutions, nasty strings (the parsers' own
+cases are in test_answers.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,22 @@ from types import SimpleNamespace
 
 import pytest
 
-from vrlib.rewards import (
-    PARSERS,
-    REWARDS,
-    accuracy_reward,
-    box_iou,
+from vrlib.answers import (
     extract_answer,
     find_numbers,
-    format_reward,
-    glue_iou_reward,
-    mean_relative_accuracy,
     parse_boxes,
     parse_glue,
     parse_letter,
     parse_number,
     parse_span,
+)
+from vrlib.rewards import (
+    REWARDS,
+    accuracy_reward,
+    box_iou,
+    format_reward,
+    glue_iou_reward,
+    mean_relative_accuracy,
     segments_iou,
     temporal_iou,
 )
@@ -199,73 +201,15 @@ def test_mean_relative_accuracy():
     assert mean_relative_accuracy(12.2, 10, thresholds=(0.5,)) == 1.0
 
 
-# ----------------------------------------------------------------------------- parsers
-def test_extract_answer():
-    assert extract_answer("<answer> A </answer> then <answer>B</answer>") == "B"   # last one
-    assert extract_answer("<answer>a</answer>c</answer>") == "a"
-    assert extract_answer("<answer>unclosed") is None
-    assert extract_answer("</answer><answer>") is None
-    assert extract_answer("<answer></answer>") == ""
-
-
-@pytest.mark.parametrize("text,letter", [
-    ("B", "B"), ("B.", "B"), ("(B)", "B"), ("B. the ball", "B"), ("(B) the ball", "B"),
-    ("Answer: B", "B"), ("The answer is (C).", "C"), ("The correct option is D", "D"), ("B)", "B"),
-    ("Dance.", None), ("A cat", None), ("b", None), ("", None), ("B C", None), ("Answer", None),
-])
-def test_parse_letter(text, letter):
-    assert parse_letter(text) == letter
-
-
-@pytest.mark.parametrize("text,number", [
-    ("3", 3.0), ("3.0", 3.0), ("1,200", 1200.0), ("-2.5", -2.5), (" 7 ", 7.0), ("1e3", 1000.0), (".5", 0.5),
-    ("1,2", None), ("nan", None), ("inf", None), ("1e400", None), ("1_000", None), ("3 m", None), ("", None),
-])
-def test_parse_number(text, number):
-    assert parse_number(text) == number
-
-
-@pytest.mark.parametrize("text,numbers", [
-    ("1,200 frames, .5 s apart, 1e3 in all", [1200.0, 0.5, 1000.0]),  # the answer's grammar
-    ("That is 2.", [2.0]), ("from (12, 30) to (50, 30), so 38.", [12.0, 30.0, 50.0, 30.0, 38.0]),
-    ("1,200, then 300", [1200.0, 300.0]), ("1,2 or 1,2345", [1.0, 2.0, 1.0, 2345.0]),
-    ("x = -3, y = +.5, 2-3 s", [-3.0, 0.5, 2.0, 3.0]), ("frame2 at 2.5s", [2.5]),
-    ("3.2.1", [3.2]), ("nan inf 1e400", []), ("no number", []),
-])
-def test_find_numbers_reads_running_text_as_parse_number(text, numbers):
-    assert find_numbers(text) == numbers
-    # each number found is what the answer parser reads from its own text
-    assert all(parse_number(str(x)) == x for x in numbers)
-
-
-def test_one_parser_per_problem_type_and_one_reward_table():
-    assert set(PARSERS) == set(PROBLEM_TYPES)
-    assert PARSERS["numerical"]("1,200") == 1200.0 and PARSERS["grounded QA"]("(C)") == "C"
-    assert REWARDS == {"format": format_reward, "accuracy": accuracy_reward, "glue_iou": glue_iou_reward}
-
-
-def test_parse_span():
-    assert parse_span("2.0 to 5.0") == (2.0, 5.0)
-    assert parse_span("between 3 and 8") == (3.0, 8.0)
-    assert parse_span("1 to 2, then 12.54 to 17.83") == (12.54, 17.83)
-    assert parse_span("5 to 2") == (5.0, 2.0)             # kept; temporal_iou scores it 0
-    assert parse_span("at 5 seconds") is None
-
-
-def test_parse_glue_and_boxes():
-    assert parse_glue("<glue>[(5.2, 10.4), (12, 13),]</glue>") == [(5.2, 10.4), (12.0, 13.0)]
-    assert parse_glue("[(5.2, 10.4)]") is None             # the tags are required
-    assert parse_glue("<glue>[(1, 2)] + [(3, 4)]</glue>") is None
-    assert parse_boxes("[[0.1, 0.2, 0.3, 0.4], [.1, -0.2, 1., 1]]") == [(0.1, 0.2, 0.3, 0.4), (0.1, -0.2, 1.0, 1.0)]
-    assert parse_boxes("[]") is None
-    assert parse_boxes("[[1, 2, 3, 4]") is None
-
-
 # ----------------------------------------------------------------------------- errors and garbage
 def test_unknown_problem_type_raises():
     for reward in (format_reward, accuracy_reward, glue_iou_reward):
         with pytest.raises(ValueError, match="known: multiple choice, numerical"):
             reward(answer("B"), sample("multiple-choice", "<answer>B</answer>"))
+
+
+def test_one_reward_table():
+    assert REWARDS == {"format": format_reward, "accuracy": accuracy_reward, "glue_iou": glue_iou_reward}
 
 
 def test_bad_solution_raises():

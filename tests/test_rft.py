@@ -77,6 +77,32 @@ def test_every_variant_steps_and_logs(tiny_dir, split, variant):
         assert metrics["policy/kl"] == 0.0
 
 
+def test_each_rewards_firing_is_logged_per_problem_type(tiny_dir, split, tmp_path):
+    """A rule that pays on one problem type only shows as 0 on the others (docs/change-a-reward.md),
+    in step logs DVCLive can write (its names nest at "/": a metric cannot also be a folder)."""
+    from dvclive import Live
+
+    from vrlib.logs import dvclive_logger
+
+    samples, clips, kim = split
+    mc = next(k for k, s in enumerate(samples) if s.problem_type == "multiple choice")
+    other = next(k for k, s in enumerate(samples) if s.problem_type not in ("multiple choice", "grounded QA"))
+    model, processor = fresh(tiny_dir), load_processor(tiny_dir)
+    cfg = RFTParams(**SMALL)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    questions = [Question(0, samples[mc], clips[mc]), Question(1, samples[other], clips[other])]
+    funcs = {**VARIED, "mc_only": lambda text, sample: float(sample.problem_type == "multiple choice")}
+    metrics = grpo_step(model, processor, optimizer, questions, cfg, reward_funcs=funcs)
+    kind = samples[other].problem_type.replace(" ", "_")
+    assert metrics["reward/mc_only/fired_on/multiple_choice"] == 1.0
+    assert metrics[f"reward/mc_only/fired_on/{kind}"] == 0.0
+    assert metrics["reward/mc_only/fired"] == 0.5
+    assert metrics["reward/glue_iou/fired_on/multiple_choice"] == 0.0  # evidence IoU: grounded QA only
+    with Live(str(tmp_path / "live"), save_dvc_exp=False, dvcyaml=None) as live:
+        dvclive_logger(live)(0, metrics)
+    assert (tmp_path / "live/plots/metrics/reward/mc_only/fired_on/multiple_choice.tsv").is_file()
+
+
 def test_each_sample_is_scored_by_its_own_problem_type(split):
     samples, _, _ = split
     by_type = {s.problem_type: s for s in samples}

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from vrlib import config, data, evaluate, rewards, schema, tasks
+from vrlib import answers, config, data, evaluate, schema, tasks
 
 
 def test_schema_imports_nothing_from_vrlib():
@@ -15,15 +15,16 @@ def test_schema_imports_nothing_from_vrlib():
     assert out.strip() == "['vrlib', 'vrlib.schema']"
 
 
-def test_the_data_stage_reads_its_schema_without_the_rewards():
-    code = "import sys, vrlib.data; print('vrlib.rewards' in sys.modules)"
+def test_the_data_stage_reads_its_schema_and_checks_solutions_without_the_rewards():
+    """The importers check a solution with vrlib.answers: a changed reward does not rerun the data stage."""
+    code = "import sys, vrlib.data, vrlib.importers; print('vrlib.rewards' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_every_module_uses_the_schema_names():
     assert data.Sample is schema.Sample and data.PROBLEM_TYPES is schema.PROBLEM_TYPES
-    assert set(rewards.PARSERS) == set(schema.PROBLEM_TYPES)
+    assert set(answers.PARSERS) == set(schema.PROBLEM_TYPES)
     assert list(tasks.FAMILIES) == [*schema.FAMILIES, "inventory"]  # the generators, named alike
     assert list(config.DataParams().families) == list(schema.FAMILIES)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vrlib import rewards, tasks, world
+from vrlib import answers, rewards, tasks, world
 from vrlib.data import Sample
 from vrlib.tasks import FAMILIES, WorldSpec
 
@@ -69,7 +69,7 @@ def test_shuffling_frames_changes_the_answer_of_order_questions():
     items = [tasks.order(0, i, SPEC) for i in range(40)]
     assert {it.kind for it in items} == {"first", "direction"}
     for i, item in enumerate(items):
-        gold = rewards.extract_answer(item.solution)
+        gold = answers.extract_answer(item.solution)
         assert answer_from_frames(item, item.frames) == gold  # the pixels say what the solution says
         assert answer_from_frames(item, item.frames[::-1]) != gold  # reversed time, other answer
         perm = np.random.default_rng(i).permutation(len(item.frames))
@@ -81,7 +81,7 @@ def test_order_free_questions_survive_reversal():
     for i in range(20):
         item = tasks.choice(0, i, SPEC)
         name = item.problem.split("the ")[1].rstrip("?").split()[0]  # shape or colour word
-        letter = rewards.extract_answer(item.solution)
+        letter = answers.extract_answer(item.solution)
         answer = item.options[ord(letter) - 65].split(". ", 1)[1]
         colour = answer if item.kind == "colour" else name
         assert world.observe(item.frames[::-1], colour)[0].any()  # still there, whatever the order
@@ -91,7 +91,7 @@ def test_order_free_questions_survive_reversal():
 def test_tracking_boxes_follow_the_drawn_shape():
     for i in range(10):
         item = tasks.tracking(0, i, SPEC)
-        boxes = rewards.parse_boxes(rewards.extract_answer(item.solution))
+        boxes = answers.parse_boxes(answers.extract_answer(item.solution))
         assert len(boxes) == SPEC.track_boxes
         assert "[" + ", ".join(f"{v:.2f}" for v in boxes[0]) + "]" in item.problem  # first box given
         colour = item.problem.split("the ")[1].split()[0]
@@ -108,7 +108,7 @@ def test_ocr_word_is_drawn_only_while_said():
         item = tasks.ocr(0, i, SPEC)
         text = (np.abs(item.frames.astype(int) - world.TEXT_COLOUR) < 30).all(-1).sum((1, 2))  # (T,)
         assert set(np.flatnonzero(text > 0)) == set(item.key_frames)
-        word = rewards.extract_answer(item.solution)
+        word = answers.extract_answer(item.solution)
         assert word in world.WORDS and text.max() == world.word_mask(word, SPEC.size // 20).sum()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vrlib import rewards
+from vrlib import answers
 from vrlib.schema import CORRECT, MODELS
 
 
@@ -31,27 +31,27 @@ FAILURES = ("ok", "truncated", "no answer tag", "wrong format", "time outside th
 
 _SPANS = {"temporal grounding", "grounded QA"}
 _CONCLUDES = {"multiple choice", "grounded QA", "numerical", "regression", "temporal grounding"}
-"""The types whose reasoning can be compared with the answer (read by rewards.PARSERS)."""
+"""The types whose reasoning can be compared with the answer (read by answers.PARSERS)."""
 
 
 def _outside(completion: str, sample) -> bool:
     """A predicted span or evidence segment that starts before 0 or ends after the video."""
     if sample is None or sample.problem_type not in _SPANS or sample.duration <= 0:
         return False
-    answer = rewards.extract_answer(completion) or ""
-    spans = [rewards.parse_span(answer)] if sample.problem_type == "temporal grounding" \
-        else (rewards.parse_glue(completion) or [])
+    answer = answers.extract_answer(completion) or ""
+    spans = [answers.parse_span(answer)] if sample.problem_type == "temporal grounding" \
+        else (answers.parse_glue(completion) or [])
     return any(s is not None and (min(s) < 0 or max(s) > sample.duration) for s in spans)
 
 
 def reasoning_answer(completion: str, sample) -> object | None:
     """What the <think> part concludes, read as the answer would be: the last option the
     reasoning names (its letter, or the option's text), the last number (in the answer's
-    grammar, rewards.find_numbers: "1,200" is 1200), or the last span.
+    grammar, answers.find_numbers: "1,200" is 1200), or the last span.
     None when the reasoning names none, or for types without one (OCR, free-form, tracking).
     A heuristic for the taxonomy, not a metric: e.g. "The white square is first." -> the letter
     of the option "white square"."""
-    think = rewards.last_tagged(completion, "think")
+    think = answers.last_tagged(completion, "think")
     if think is None or sample is None or sample.problem_type not in _CONCLUDES:
         return None
     kind = sample.problem_type
@@ -68,9 +68,9 @@ def reasoning_answer(completion: str, sample) -> object | None:
                     named.append((at + len(needle), letter))
         return max(named)[1] if named else None
     if kind in ("numerical", "regression"):
-        numbers = rewards.find_numbers(think)
+        numbers = answers.find_numbers(think)
         return numbers[-1] if numbers else None
-    return rewards.parse_span(think)  # temporal grounding
+    return answers.parse_span(think)  # temporal grounding
 
 
 def failure(trace: dict, sample=None, threshold: float = CORRECT) -> str:
@@ -81,7 +81,7 @@ def failure(trace: dict, sample=None, threshold: float = CORRECT) -> str:
     if trace["truncated"]:
         return "truncated"
     completion = trace["completion"]
-    answer = rewards.extract_answer(completion)
+    answer = answers.extract_answer(completion)
     if answer is None:
         return "no answer tag"
     if trace["format"] < 1.0:
@@ -90,7 +90,7 @@ def failure(trace: dict, sample=None, threshold: float = CORRECT) -> str:
         return "time outside the video"
     concluded = reasoning_answer(completion, sample)
     if concluded is not None:
-        if rewards.PARSERS[sample.problem_type](answer) != concluded:
+        if answers.PARSERS[sample.problem_type](answer) != concluded:
             return "answer not supported by the reasoning"
     return "wrong answer, valid format"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from vrlib.schema import FAMILIES, ON_BAD_MEDIA, SPLITS
+from vrlib.schema import (BONUS_MODES, FAMILIES, IMPORTANCE_SAMPLING, LOSS_TYPES, ON_BAD_MEDIA, RELATIVE_FORMS,
+                          SCALES, SPLITS)
 
 
 class ParamsError(ValueError):
@@ -257,10 +258,9 @@ class RFTParams:
     """an accelerate config file for the launch (empty: DDP on the local devices)."""
 
     def __post_init__(self):
-        choices = {"algo": ("grpo", "t_grpo"), "init": ("sft", "base"), "loss_type": ("grpo", "bnpo", "dapo", "dr_grpo", "cispo"),
-                   "importance_sampling": ("token", "sequence"),
-                   "scale_rewards": ("group", "batch", "none"), "bonus_mode": ("reward", "advantage"),
-                   "relative_form": ("indicator", "margin")}
+        choices = {"algo": ("grpo", "t_grpo"), "init": ("sft", "base"), "loss_type": LOSS_TYPES,
+                   "importance_sampling": IMPORTANCE_SAMPLING, "scale_rewards": SCALES,
+                   "bonus_mode": BONUS_MODES, "relative_form": RELATIVE_FORMS}
         for name, known in choices.items():
             if getattr(self, name) not in known:
                 raise ParamsError(f"params.yaml: rft.{name}={getattr(self, name)!r}; known: {', '.join(known)}")

@@ -224,21 +224,27 @@ def build_split(
         if item.data_type == "image":
             path = f"media/{name}.png"
             video.write_image(out_dir / path, item.frames[0])
-            duration = fps = 0.0
         else:
             path = f"media/{name}.mp4"
             video.write_mp4(out_dir / path, item.frames, spec.fps)
-            duration, fps = float(len(item.frames) / spec.fps), float(spec.fps)
             degraded = tasks.missing_key_frames(item.frames, item.key_frames) if kim else None
             if degraded is not None:
                 kim_path = f"media/{name}_kim.mp4"
                 video.write_mp4(out_dir / kim_path, degraded, spec.fps)
-        samples.append(Sample(
-            problem_id=name, problem=item.problem, data_type=item.data_type,
-            problem_type=item.problem_type, options=item.options, solution=item.solution,
-            path=path, data_source=f"world/{plan[i]}/{item.kind}", duration=duration, fps=fps,
-            process=item.process, kim_path=kim_path))
+        samples.append(world_record(item, name, plan[i], spec, path=path, kim_path=kim_path))
     return samples
+
+
+def world_record(item: tasks.Item, name: str, family: str, spec: tasks.WorldSpec, *, path: str = "",
+                 kim_path: str = "") -> Sample:
+    """The record of world `item` (of `family`) saved as `path`: its duration and frame rate are
+    the world's (0 for an image)."""
+    video_ = item.data_type == "video"
+    return Sample(problem_id=name, problem=item.problem, data_type=item.data_type,
+                  problem_type=item.problem_type, options=item.options, solution=item.solution,
+                  path=path, data_source=f"world/{family}/{item.kind}",
+                  duration=float(len(item.frames) / spec.fps) if video_ else 0.0,
+                  fps=float(spec.fps) if video_ else 0.0, process=item.process, kim_path=kim_path)
 
 
 def family(sample: Sample) -> str:

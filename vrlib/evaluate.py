@@ -1,13 +1,15 @@
 """Greedy decoding on the held-out split, every trace kept, metrics per task.
 
-Scoring reuses the reward parsers (`vrlib.rewards`), so training and evaluation cannot
-drift apart in how an answer is read. The video settings default to training's and are
-recorded with the results (`settings`): Video-R1's released numbers used other frames and
-pixels than its training, undocumented (Video-R1's README and `src/eval_bench.py`; issue #11).
+Scoring reads answers with the rewards' reader (`vrlib.answers`) and scores them with the
+rewards themselves (`vrlib.rewards`), so training and evaluation cannot drift apart in how an
+answer is read. The video settings default to training's and are recorded with the results
+(`settings`): Video-R1's released numbers used other frames and pixels than its training,
+undocumented (Video-R1's README and `src/eval_bench.py`; issue #11).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -15,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vrlib import rewards, stats
+from vrlib import answers, rewards, stats
 from vrlib.data import atomic_write_lines, digest, family
+from vrlib.logs import progress
 from vrlib.rollout import generate
 from vrlib.schema import MODELS
 
@@ -89,7 +92,7 @@ def _done(partial: Path | None, key: str) -> dict[str, tuple[str, bool]]:
 
 def decode(model, processor, samples: list, clips: list, *, batch_size: int,
            max_new_tokens: int, max_pixels: int | None = None, partial: str | Path | None = None,
-           key: str = "") -> tuple[list[str], list[bool]]:
+           key: str = "", name: str = "") -> tuple[list[str], list[bool]]:
     """Greedy completions in fixed batches of `batch_size` items. With `partial`, each finished
     batch is appended to that file (fsynced) and a rerun with the same `key` decodes only the
     batches not finished: a crash loses at most one batch, and the batches, hence the
@@ -99,6 +102,7 @@ def decode(model, processor, samples: list, clips: list, *, batch_size: int,
     if partial is not None and not done:
         partial.parent.mkdir(parents=True, exist_ok=True)
         partial.write_text(json.dumps({"key": key}) + "\n", encoding="utf-8")
+    show = progress(name, math.ceil(len(samples) / batch_size), keys=(), unit="batch") if name else None
     for i in range(0, len(samples), batch_size):
         chunk = samples[i:i + batch_size]
         if all(s.problem_id in done for s in chunk):
@@ -113,6 +117,8 @@ def decode(model, processor, samples: list, clips: list, *, batch_size: int,
                 f.write("".join(json.dumps(r) + "\n" for r in rows))
                 f.flush()
                 os.fsync(f.fileno())
+        if show is not None:
+            show(i // batch_size, {})
     return [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]
 
 
@@ -147,13 +153,14 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
     partial_dir, two = Path(partial_dir), None
     done = {} if tcr else _done(partial_dir / "decode.jsonl", key)
     if not tcr and all(s.problem_id in done for s in samples):  # decoded before: no model, no frames
+        print(f"eval {name}: decoded before ({partial_dir / 'decode.jsonl'}), read back", flush=True)
         texts, truncated = [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]
     else:
         model = load_policy(model_dir, adapters, **load_kwargs(bcfg))
         processor = processor if processor is not None else load_processor(model_dir)
         if tcr:
             two = tcr_.two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
-                                pad=tcr["pad"], partial_dir=partial_dir, key=key)
+                                pad=tcr["pad"], partial_dir=partial_dir, key=key, name=f"eval {name}")
             texts, truncated = two.texts, two.truncated
         else:
             if clips is None:
@@ -161,7 +168,7 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
                                     max_frames=setup["max_frames"]) for s, p in zip(samples, paths)]
             texts, truncated = decode(model, processor, samples, clips, batch_size=setup["batch_size"],
                                       max_new_tokens=setup["max_new_tokens"], max_pixels=setup["max_pixels"],
-                                      partial=partial_dir / "decode.jsonl", key=key)
+                                      partial=partial_dir / "decode.jsonl", key=key, name=f"eval {name}")
     traces = score_traces(name, samples, texts, truncated)
     write_traces(traces_path, traces)
     return ModelRun(traces, two)
@@ -175,7 +182,7 @@ def scored_text(completion: str) -> str:
     """The completion the parsers read: as is when it has an <answer>; else its text without
     the <think> part, wrapped in <answer> (Video-R1's eval falls back to the raw output, where
     a letter or number inside the reasoning would be read as the answer)."""
-    if rewards.extract_answer(completion) is not None:
+    if answers.extract_answer(completion) is not None:
         return completion
     return f"<answer>{_THINK.sub('', completion).strip()}</answer>"
 
@@ -189,9 +196,9 @@ def reward_values(completion: str, sample) -> dict[str, float]:
 
 
 def _mra(completion: str, sample) -> float:
-    pred = rewards.extract_answer(completion)
-    pred = None if pred is None else rewards.parse_number(pred)
-    gt = rewards.parse_number(rewards.extract_answer(sample.solution))
+    pred = answers.extract_answer(completion)
+    pred = None if pred is None else answers.parse_number(pred)
+    gt = answers.read_solution(sample)  # a regression's solution, read as parse_number reads it
     return 0.0 if pred is None else rewards.mean_relative_accuracy(pred, gt)
 
 
@@ -205,7 +212,7 @@ def score_traces(name: str, samples: list, texts: list[str], truncated: list[boo
             problem=s.problem, solution=s.solution, completion=t,
             truncated=bool(tr), **reward_values(t, s),
             mra=_mra(read, s) if s.problem_type == "regression" else 0.0,
-            answer=rewards.extract_answer(read) or "", duration=float(s.duration)))
+            answer=answers.extract_answer(read) or "", duration=float(s.duration)))
     return traces
 
 

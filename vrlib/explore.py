@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from vrlib import rewards
+from vrlib import answers
 from vrlib.analysis import failure, show_frames
 from vrlib.data import load_media, video_path
 from vrlib.evaluate import reward_values
@@ -45,11 +45,11 @@ def select(traces: list[dict], *, task: str | None = None, model: str | None = N
 
 def parts(trace: dict) -> dict[str, str | None]:
     """The completion cut as the rewards read it: the last closed <think>, <answer> (as
-    rewards.extract_answer) and <glue>, each None when missing, and the raw text. A truncated
+    answers.extract_answer) and <glue>, each None when missing, and the raw text. A truncated
     completion has no closed tag, so only `raw` shows what it wrote."""
     text = trace["completion"]
-    return {"reasoning": rewards.last_tagged(text, "think"), "answer": rewards.extract_answer(text),
-            "glue": rewards.last_tagged(text, "glue"), "raw": text}
+    return {"reasoning": answers.last_tagged(text, "think"), "answer": answers.extract_answer(text),
+            "glue": answers.last_tagged(text, "glue"), "raw": text}
 
 
 def reward_rows(trace: dict, sample) -> list[dict]:
@@ -68,9 +68,9 @@ def card(trace: dict, sample, threshold: float = CORRECT) -> str:
              f"question:  {sample.problem}"]
     if sample.options:
         lines.append(f"options:   {' | '.join(sample.options)}")
-    lines.append(f"gold:      {rewards.extract_answer(sample.solution)}")
+    lines.append(f"gold:      {answers.extract_answer(sample.solution)}")
     if sample.problem_type == "grounded QA":
-        lines.append(f"gold glue: {rewards.last_tagged(sample.solution, 'glue')}")
+        lines.append(f"gold glue: {answers.last_tagged(sample.solution, 'glue')}")
     for key in ("reasoning", "answer", "glue"):
         if key != "glue" or p[key] is not None:  # glue only where the model wrote some
             lines.append(f"{key + ':':<10} {'(none)' if p[key] is None else p[key]}")

@@ -18,7 +18,7 @@ they are checked against hand-computed numbers. Departures from the reference co
    "advantage"): with binary accuracy, a bonus shared by every correct answer of a group
    is erased by group normalisation (Video-R1 issue #51); after it, it survives.
 7. The relative reward of VideoPerceiver has no public code or formula: `relative_bonus` is
-   our hypothesis, written like T-GRPO's bonus (research/video-r1-videochat-r1-facts.md sec. 3).
+   our hypothesis, written like T-GRPO's bonus (VideoPerceiver, arXiv 2511.18823; docs/design.md).
 8. CISPO's cap on the importance weight is `cispo_cap`; TRL reuses `epsilon_high` for it (and
    MiniMax-M1 writes it 1 + eps_high^IS). Its logged capped fraction counts every capped token;
    TRL's `cispo_clip_ratio` counts only those with A > 0.
@@ -28,11 +28,7 @@ from __future__ import annotations
 
 import torch
 
-SCALES = ("group", "batch", "none")
-LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo", "cispo")
-IMPORTANCE_SAMPLING = ("token", "sequence")
-BONUS_MODES = ("reward", "advantage")
-RELATIVE_FORMS = ("indicator", "margin")
+from vrlib.schema import BONUS_MODES, IMPORTANCE_SAMPLING, LOSS_TYPES, RELATIVE_FORMS, SCALES
 
 
 def group_advantages(

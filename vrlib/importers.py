@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vrlib import rewards, video
+from vrlib import answers, video
 from vrlib.data import RecordError
 from vrlib.schema import DATA_TYPES, PROBLEM_TYPES, Sample
 
@@ -123,8 +123,8 @@ def _load_json(path: Path, kind: type | tuple[type, ...]) -> Any:
 
 
 class _Builder:
-    """Collects samples: unique ids, a solution the rewards can read, media checked by `probe`;
-    a bad record stops the import or is listed (`record`)."""
+    """Collects samples: unique ids, a solution `answers.read_solution` can read (so the rewards
+    can score it), media checked by `probe`; a bad record stops the import or is listed (`record`)."""
 
     def __init__(self, media_root: PathLike, on_bad_media: str, on_bad_record: str = "stop"):
         for name, value in (("on_bad_media", on_bad_media), ("on_bad_record", on_bad_record)):
@@ -150,9 +150,8 @@ class _Builder:
         if sample.problem_id in self.first:
             why = f"duplicate {sample.problem_id!r}, first at {self.first[sample.problem_id]}"
             raise _bad(where, id_field, why)
-        try:  # the rewards raise ValueError on a solution they cannot parse
-            rewards.accuracy_reward(sample.solution, sample)
-            rewards.glue_iou_reward(sample.solution, sample)
+        try:  # the one answer reader raises ValueError on a solution it cannot read
+            answers.read_solution(sample)
         except ValueError as err:
             raise _bad(where, "solution", str(err)) from None
         self.first[sample.problem_id] = where
@@ -233,7 +232,7 @@ def _video_r1_record(b: _Builder, r: Any, where: str, source: Path) -> None:
         if not options:
             raise _bad(where, "options", "multiple choice needs options")
         letters = [m.group(1) for o in options if (m := _LETTERED.fullmatch(o))]
-        answer = rewards.parse_letter(rewards.extract_answer(solution) or "")
+        answer = answers.parse_letter(answers.extract_answer(solution) or "")
         if answer not in letters:
             raise _bad(where, "solution", f"answer {answer!r} is not an option letter {letters}")
     process = (_optional(r, "process", where, str) or "").strip()

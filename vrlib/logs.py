@@ -17,10 +17,11 @@ def dvclive_logger(live) -> Callable[[int, dict], None]:
 
 
 def progress(name: str, total: int, *, keys: tuple[str, ...] = ("train/loss",), lines: int = 10,
-             out=sys.stdout) -> Callable[[int, dict], None]:
+             unit: str = "step", out=None) -> Callable[[int, dict], None]:
     """An `on_step(step, metrics)` callback printing about `lines` lines over a run:
     `rft  step 8/40  reward/mean 0.69  policy/kl 0.0012  3.1 s/step, ~1m39s left`.
-    Steps replayed from a checkpoint arrive at once and are not timed."""
+    Steps replayed from a checkpoint arrive at once and are not timed; the time left is
+    measured from the first step seen, so steps skipped before it (resumed) do not count."""
     every, start = max(1, total // lines), {}
 
     def on_step(step: int, metrics: dict) -> None:
@@ -32,9 +33,9 @@ def progress(name: str, total: int, *, keys: tuple[str, ...] = ("train/loss",), 
             return
         timed = done - start["step"] - 1
         rate = (now - start["t"]) / timed if timed > 0 else float("nan")
-        left = "" if rate != rate else f"  {rate:.1f} s/step, ~{_clock(rate * (total - done))} left"
-        shown = "  ".join(f"{k} {metrics[k]:.4g}" for k in keys if k in metrics)
-        print(f"{name}  step {done}/{total}  {shown}{left}", file=out, flush=True)
+        left = "" if rate != rate else f"  {rate:.1f} s/{unit}, ~{_clock(rate * (total - done))} left"
+        shown = "".join(f"  {k} {metrics[k]:.4g}" for k in keys if k in metrics)
+        print(f"{name}  {unit} {done}/{total}{shown}{left}", file=out or sys.stdout, flush=True)
     return on_step
 
 

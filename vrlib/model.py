@@ -99,7 +99,8 @@ def build_processor(tokenizer, max_pixels: int):
     size = {"shortest_edge": 4 * 28 * 28 // 4, "longest_edge": max_pixels}
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=size),
-        video_processor=Qwen2VLVideoProcessor(size=size, do_sample_frames=False),
+        # cap_pixels_per_frame: see load_processor (saved with the checkpoint, so no notice either)
+        video_processor=Qwen2VLVideoProcessor(size=size, do_sample_frames=False, cap_pixels_per_frame=False),
         tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
 

@@ -42,7 +42,7 @@ from vrlib.grpo import (batch_normalizer, bonus_advantages, mask_truncated, over
                         relative_bonus, temporal_bonus)
 from vrlib.model import reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
-from vrlib.schema import CORRECT
+from vrlib.schema import CORRECT, PROBLEM_TYPES
 from vrlib.video import Clip, shuffle_clip
 
 REWARD_FUNCS = rewards.REWARDS
@@ -77,6 +77,7 @@ class Group:
     """One question's rollouts and scores."""
 
     position: int                      # the question's place in the step's draws
+    problem_type: str                  # the question's (each reward's branches are per type)
     rollouts: Rollouts                 # the G ordered rollouts (the only ones that are trained)
     parts: dict[str, torch.Tensor]     # reward name -> (G,)
     reward: torch.Tensor               # (G,) sum of parts + length bonus + overlong penalty
@@ -128,7 +129,7 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
         texts = [side_texts.pop(0) for _ in range(n_side)]
         return score(texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
 
-    group = Group(q.position, ro, parts, reward, torch.zeros(G), torch.zeros(G))
+    group = Group(q.position, q.sample.problem_type, ro, parts, reward, torch.zeros(G), torch.zeros(G))
     if shuffled is not None:
         acc_shuffled = side_accuracy()
         bonus, fired = temporal_bonus(accuracy[None], acc_shuffled[None], alpha=cfg.temporal_alpha,
@@ -154,6 +155,7 @@ class Batch:
     parts: dict              # reward name -> (D, G)
     stats: dict              # p, p_shuffled, bonus_applied, relative_gap -> (D,) (nan: not computed)
     kept: torch.Tensor       # (D,) bool: the groups the update uses
+    types: torch.Tensor      # (D,) each group's problem type, its index in schema.PROBLEM_TYPES
 
 
 STATS = ("p", "p_shuffled", "bonus_applied", "relative_gap")
@@ -163,9 +165,11 @@ def gather_groups(engine: Engine, groups: list[Group]) -> Batch:
     """Every process's groups of one round of draws, in draw order; kept: all of them."""
     rows = engine.gather(torch.stack([g.summary() for g in groups]))              # (Q, G, 5 + parts)
     stats = engine.gather(torch.tensor([[getattr(g, s) for s in STATS] for g in groups]))  # (Q, 4)
+    types = engine.gather(torch.tensor([PROBLEM_TYPES.index(g.problem_type) for g in groups]))  # (Q,)
     names = list(groups[0].parts)
     return Batch(*rows[..., :5].unbind(-1), parts=dict(zip(names, rows[..., 5:].unbind(-1))),
-                 stats=dict(zip(STATS, stats.unbind(-1))), kept=torch.ones(len(rows), dtype=torch.bool))
+                 stats=dict(zip(STATS, stats.unbind(-1))), kept=torch.ones(len(rows), dtype=torch.bool),
+                 types=types)
 
 
 def concat(batches: list[Batch]) -> Batch:
@@ -173,7 +177,7 @@ def concat(batches: list[Batch]) -> Batch:
     return Batch(cat(lambda b: b.reward), cat(lambda b: b.temporal), cat(lambda b: b.relative),
                  cat(lambda b: b.lengths), cat(lambda b: b.truncated),
                  {k: cat(lambda b, k=k: b.parts[k]) for k in batches[0].parts},
-                 {k: cat(lambda b, k=k: b.stats[k]) for k in STATS}, cat(lambda b: b.kept))
+                 {k: cat(lambda b, k=k: b.stats[k]) for k in STATS}, cat(lambda b: b.kept), cat(lambda b: b.types))
 
 
 def has_signal(reward: torch.Tensor) -> torch.Tensor:
@@ -303,8 +307,13 @@ def step_metrics(batch: Batch, changed: dict[str, torch.Tensor], totals: dict, c
     correct = batch.parts.get("accuracy", torch.zeros_like(reward)) >= CORRECT        # (D, G)
     tokens = max(totals["tokens"], 1.0)
     metrics = {f"reward/{name}/mean": v.mean().item() for name, v in batch.parts.items()}
-    # how often each reward pays at all: a rule that never fires shows as 0 (docs/change-a-reward.md)
-    metrics.update({f"reward/{name}/fired": (v > 0).float().mean().item() for name, v in batch.parts.items()})
+    # how often each reward pays at all, and on each problem type of the step (a reward's branches):
+    # a rule that never fires shows as 0 (docs/change-a-reward.md)
+    for name, v in batch.parts.items():                                           # v: (D, G)
+        metrics[f"reward/{name}/fired"] = (v > 0).float().mean().item()
+        for k in batch.types.unique().tolist():
+            kind = PROBLEM_TYPES[k].replace(" ", "_")
+            metrics[f"reward/{name}/fired_on/{kind}"] = (v[batch.types == k] > 0).float().mean().item()
     metrics.update({
         "reward/mean": reward.mean().item(),
         "reward/std": reward.std().item() if reward.numel() > 1 else 0.0,

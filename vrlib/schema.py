@@ -1,6 +1,7 @@
-"""The data contract's names (DESIGN.md "Data contract"): the record, its problem and data
-types, the tags a solution and a completion are written in, the world's task families and the
-study's models.
+"""The names every stage shares: the data contract's (docs/design.md, "Data contract"): the
+record, its problem and data types, the tags a solution and a completion are written in, the
+world's task families and the study's models; and the choices of the RL loss (`vrlib.grpo`),
+which `vrlib.config` checks params.yaml against.
 
 It imports nothing from vrlib, so every stage reads the same names without depending on how
 answers are scored: the data stage validates records here, not beside the rewards.
@@ -80,3 +81,10 @@ PROCESS = re.compile(r"<think>.*</think>", re.DOTALL)
 _THINK_ANSWER = r"<think>.*?</think>\s*<answer>.*?</answer>"
 FORMAT = re.compile(_THINK_ANSWER, re.DOTALL)
 FORMAT_GLUE = re.compile(_THINK_ANSWER + r"\s*<glue>.*?</glue>", re.DOTALL)
+
+# The RL loss's choices (docs of each in vrlib.grpo and config.RFTParams):
+SCALES = ("group", "batch", "none")  # advantage normalisation
+LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo", "cispo")  # loss aggregation (CISPO: its own loss)
+IMPORTANCE_SAMPLING = ("token", "sequence")  # PPO's token ratio or GSPO's sequence ratio
+BONUS_MODES = ("reward", "advantage")  # where T-GRPO's and the relative bonus are added
+RELATIVE_FORMS = ("indicator", "margin")  # the relative reward's form

@@ -45,7 +45,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def generate(root: Path, n: int, spec: tasks.WorldSpec) -> tuple[dict[str, float], list[Path]]:
+def time_world(root: Path, n: int, spec: tasks.WorldSpec) -> tuple[dict[str, float], list[Path]]:
     """Items per second for each family, through the data stage's own `build_split` (render +
     write), and the videos written."""
     rates, paths = {}, []
@@ -57,8 +57,8 @@ def generate(root: Path, n: int, spec: tasks.WorldSpec) -> tuple[dict[str, float
     return rates, paths
 
 
-def decode(paths: list[Path], *, fps: float, min_frames: int, max_frames: int, repeat: int
-           ) -> tuple[float, float]:
+def time_decode(paths: list[Path], *, fps: float, min_frames: int, max_frames: int, repeat: int
+                ) -> tuple[float, float]:
     """Frames per second: `video.sample_frames` vs raw decord (`VideoReader` + `get_batch` of the
     same indices); best of `repeat` passes, so the page cache is warm for both."""
     decord = video.import_decord()  # here, not at the top: the GPU benchmark machine has no decord
@@ -81,8 +81,8 @@ def decode(paths: list[Path], *, fps: float, min_frames: int, max_frames: int, r
 def bench_data(n: int, repeat: int) -> str:
     spec = tasks.WorldSpec()
     with tempfile.TemporaryDirectory() as tmp:
-        rates, paths = generate(Path(tmp), n, spec)
-        ours, raw = decode(paths, fps=2.0, min_frames=4, max_frames=16, repeat=repeat)
+        rates, paths = time_world(Path(tmp), n, spec)
+        ours, raw = time_decode(paths, fps=2.0, min_frames=4, max_frames=16, repeat=repeat)
     lines = [f"machine: {machine()}; {n} items per family, {spec.duration} s at {spec.fps} fps, "
              f"{spec.size}x{spec.size}; decoding 2 fps, 4..16 frames, best of {repeat}", "",
              "| measure | value |", "|---|---|"]

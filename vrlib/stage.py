@@ -28,8 +28,19 @@ NOTICES = ("The given NumPy array is not writable",  # transformers' processor c
 (torch and transformers deprecations) are silenced as a category."""
 
 
-def _not_cpu_fallback(record: logging.LogRecord) -> bool:
-    return "Setting accelerator to CPU" not in record.getMessage()
+LOG_NOTICES = {"bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
+               "DeepSpeed": "Setting accelerator to CPU"}
+"""Log records a user cannot act on, by logger: one message each (see quiet); the loggers'
+other records, warnings and errors included, still print."""
+
+
+class _Without(logging.Filter):
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.message not in record.getMessage()
 
 
 def quiet() -> None:
@@ -45,8 +56,10 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     for notice in NOTICES:
         warnings.filterwarnings("ignore", message=notice, category=UserWarning)
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    logging.getLogger("DeepSpeed").addFilter(_not_cpu_fallback)  # kept when DeepSpeed sets its level
+    for name, message in LOG_NOTICES.items():  # filters, kept when a library sets its logger's level
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Without) and f.message == message for f in logger.filters):
+            logger.addFilter(_Without(message))
 
 
 def root(start: str | os.PathLike | None = None) -> Path:

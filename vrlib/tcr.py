@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vrlib import rewards
+from vrlib import answers
 from vrlib.data import load_media
 from vrlib.evaluate import decode
 
@@ -33,7 +33,7 @@ def clue_span(completion: str, duration: float, pad: float) -> tuple[float, floa
     """From the first clue's start to the last clue's end, padded and kept inside the video;
     None without a valid, non-empty clue. E.g. "<glue>[(2.0, 3.0), (5.0, 5.5)]</glue>" in an
     8 s video with pad 0.5 gives (1.5, 6.0)."""
-    spans = rewards.parse_glue(completion)
+    spans = answers.parse_glue(completion)
     if not spans or duration <= 0:
         return None
     start = max(0.0, min(s for s, _ in spans) - pad)
@@ -52,8 +52,10 @@ class TwoPass:
 
 
 def two_pass(model, processor, samples: list, paths: list[Path], settings: dict, *, low: float,
-             high: float, pad: float, partial_dir: str | Path | None = None, key: str = "") -> TwoPass:
-    """Both passes over `samples` (media at `paths`), `settings` as `evaluate.settings` gives."""
+             high: float, pad: float, partial_dir: str | Path | None = None, key: str = "",
+             name: str = "") -> TwoPass:
+    """Both passes over `samples` (media at `paths`), `settings` as `evaluate.settings` gives;
+    with `name`, each pass shows its progress (`evaluate.decode`)."""
     fps, px = settings["fps"], settings["max_pixels"]
     frames = dict(min_frames=settings["min_frames"], max_frames=settings["max_frames"])
     dec = dict(batch_size=settings["batch_size"], max_new_tokens=settings["max_new_tokens"])
@@ -61,7 +63,7 @@ def two_pass(model, processor, samples: list, paths: list[Path], settings: dict,
     asked = [replace(s, problem=f"{s.problem} {CLUE_ASK}") for s in samples]
     low_clips = [load_media(p, s.data_type, fps=fps * low, **frames) for s, p in zip(samples, paths)]
     first, _ = decode(model, processor, asked, low_clips, max_pixels=int(px * low),
-                      partial=part("tcr_pass1.jsonl"), key=key, **dec)
+                      partial=part("tcr_pass1.jsonl"), key=key, name=name and f"{name} pass 1", **dec)
     spans, clips = [], []
     for s, p, text in zip(samples, paths, first):
         span = None if s.problem_type in WHOLE_VIDEO or s.data_type != "video" \
@@ -70,5 +72,5 @@ def two_pass(model, processor, samples: list, paths: list[Path], settings: dict,
         start, end = span or (0.0, None)
         clips.append(load_media(p, s.data_type, fps=fps * high, start=start, end=end, **frames))
     texts, truncated = decode(model, processor, samples, clips, max_pixels=int(px * high),
-                              partial=part("tcr_pass2.jsonl"), key=key, **dec)
+                              partial=part("tcr_pass2.jsonl"), key=key, name=name and f"{name} pass 2", **dec)
     return TwoPass(first, spans, texts, truncated)

@@ -4,6 +4,8 @@ Sampling follows qwen-vl-utils' `smart_nframes` as vendored by Video-R1 (2 fps, 
 frames, an even count because Qwen2.5-VL's temporal patch is 2), and reports the real
 sampled fps so the processor gets the same temporal spacing in training and evaluation
 (Video-R1 drops it in training; see docs/design.md, "Video in").
+
+av and decord are imported where they are used: the GPU benchmark machine has neither.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:
         raise ValueError(f"yuv420p needs even height and width, got {height}x{width}")
-    import av  # imported here: the GPU benchmark machine has neither av nor decord
+    import av
 
     with atomic_path(path) as tmp:
         with av.open(tmp, "w", format="mp4") as container:
@@ -115,9 +117,8 @@ def read_image(path: str | os.PathLike) -> Clip:
 
 
 def import_decord():
-    """decord, imported on use (the GPU benchmark machine has neither it nor av) and after av, as
-    the module's top-level imports were: decord loads its own FFmpeg into the global symbol
-    table, and imported first it can break PyAV (dmlc/decord#128)."""
+    """decord, imported after av: decord loads its own FFmpeg into the global symbol table, and
+    imported first it can break PyAV (dmlc/decord#128)."""
     import av  # noqa: F401
     import decord
 
@@ -217,7 +218,7 @@ def sample_frame_folder(path: str | os.PathLike, *, fps: float = 2.0, min_frames
 
 def _reason(path: Path, err: Exception) -> str:
     """decord's exception says only "Error reading <path>" (the cause goes to stderr): ask PyAV."""
-    import av  # imported here: the GPU benchmark machine has neither av nor decord
+    import av
 
     try:
         with av.open(str(path)) as container:
