@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: env study ablations test lab
+.PHONY: env study ablations tables test lab
 
 env: $(VENV)/.synced
 
@@ -26,6 +26,9 @@ study: env  # library notices a user cannot act on are silenced in the kernels (
 
 ablations: env  # after `make study` and a commit: dvc exp run per RL variant -> metrics/ablations.json
 	python -m vrlib.ablations
+
+tables: env  # after your own `make study`: the README's and docs/results.md's tables from your metrics/
+	python -m vrlib.tables
 
 test: env
 	pytest

@@ -162,7 +162,7 @@ def test_tcr_two_passes_cut_only_question_answering(tiny, media, monkeypatch):
     paths = [Path(s.path) for s in samples]
     settings = evaluate.settings(DataParams(), EvalParams(max_new_tokens=6, batch_size=8))
     # the first pass of every item names a clue at 0.5..1.0 s
-    real = evaluate.decode
+    real = tcr.decode  # vrlib.rollout.decode
     passes = []
 
     def fake_first(m, p, s, c, **k):
@@ -222,6 +222,7 @@ PAPER_KEYS = {  # what each benchmark's breakdown is keyed by, as its paper repo
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 @pytest.mark.parametrize("name", REAL_EVAL)
 def test_runner_reports_every_real_eval_excerpt_with_the_papers_keys(name, tiny_dir, tmp_path):
     """Reading, scoring and the report's layout on the real files (not accuracy: a tiny model)."""
@@ -244,6 +245,7 @@ def test_runner_reports_every_real_eval_excerpt_with_the_papers_keys(name, tiny_
         assert {m["metric"] for m in s["overall"]} == {"mean_mra", "task_mean"}
 
 
+@pytest.mark.real_data
 def test_runner_lists_the_records_it_skipped(tiny_dir, tmp_path):
     from test_importers import INVERTED
 

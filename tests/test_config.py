@@ -141,27 +141,48 @@ def test_lock_pins_every_dependency():
 
 
 # ----------------------------------------------------------------------------- documented tables
-RESULTS = ROOT / "docs/results.md"  # the results narrative; the README shows the overview table
-
-
 def test_results_tables_are_generated_from_the_committed_metrics():
-    from vrlib.evaluate import overview_table, results_table, sizes_table
+    """Committed pages against committed metrics (git HEAD): a user's own study run, whose numbers
+    differ a little on another CPU, changes neither (`make tables` puts theirs in the pages)."""
+    from vrlib.tables import committed, documented
 
-    metrics = json.loads((ROOT / "metrics/eval.json").read_text())  # the test split
-    diffs = {split: json.loads((ROOT / f"metrics/{split}_diffs.json").read_text()) for split in ("eval", "val")}
-    results = RESULTS.read_text()
-    assert overview_table(metrics, diffs["eval"]) in (ROOT / "README.md").read_text()
-    assert overview_table(metrics, diffs["eval"]) in results
-    assert results_table(metrics, "grounding") in results
-    assert sizes_table([diffs["eval"], diffs["val"]]) in results  # what each comparison can detect
+    read = committed(ROOT)
+    for page, tables in documented(read).items():
+        for table in tables:
+            assert table in read(page), f"{page}: a table differs from the committed metrics (make tables)"
+
+
+def test_make_tables_writes_the_working_metrics_into_the_pages(tmp_path):
+    from vrlib import tables
+
+    for path in ("README.md", "docs/results.md", "metrics/eval.json", "metrics/eval_diffs.json",
+                 "metrics/val_diffs.json"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(tables.committed(ROOT)(path))
+    metrics = json.loads((tmp_path / "metrics/eval.json").read_text())
+    metrics["rft"]["grounding"]["mIoU"] = 12.345  # another CPU's run
+    (tmp_path / "metrics/eval.json").write_text(json.dumps(metrics))
+    readme = (tmp_path / "README.md").read_text()
+    tables.main(tmp_path)
+    mine = tables.documented(lambda path: (tmp_path / path).read_text())
+    for page, made in mine.items():
+        text = (tmp_path / page).read_text()
+        assert all(table in text for table in made), page
+    after = (tmp_path / "README.md").read_text()
+    assert "| 12.3 |" in after and after != readme
+    assert len(after.splitlines()) == len(readme.splitlines())  # the table replaced, the rest kept
+    tables.main(tmp_path)  # again: the same pages
+    assert (tmp_path / "README.md").read_text() == after
 
 
 def test_ablation_table_is_generated_from_the_committed_results():
     from vrlib.ablations import OUT, table
+    from vrlib.tables import committed
 
-    ablations = json.loads((ROOT / OUT).read_text())
+    read = committed(ROOT)
+    ablations = json.loads(read(str(OUT)))
     for split in ("val", "eval"):  # choices on val; the test split reported
-        assert table(ablations, split) in RESULTS.read_text()
+        assert table(ablations, split) in read("docs/results.md")
 
 
 def test_docs_links_point_to_files_that_exist():

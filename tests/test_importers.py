@@ -287,9 +287,9 @@ def test_import_sources_concatenates_and_names_bad_entries(media):
 
 
 # ----------------------------------------------------------------------------- real files
-# Excerpts of real third-party files (../shared/real-data/README.md); each media path they name
-# is made to point at a real clip of ../shared/real-data/media/ (or at a folder of its JPEG).
-REAL = Path(__file__).parents[2] / "shared" / "real-data"
+# Excerpts of real third-party files (conftest.REAL_DATA, docs/test-data.md); each media path they
+# name is made to point at a real clip of its media/ (or at a folder of its JPEG).
+from conftest import REAL_DATA as REAL  # noqa: E402
 CLIPS = ["videor1_video1.mp4", "llamafactory_2.avi", "decord_flipping_a_pancake.mkv"]
 JPEG = REAL / "media" / "image_21088.png"  # a JPEG under a .png name, as in Video-R1's data
 REAL_FILES = {  # file -> format
@@ -333,6 +333,7 @@ def n_records(fmt: str, path: Path) -> int:
     return len(data) if isinstance(data, list) else 1
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("name", sorted(REAL_FILES))
 def test_every_real_file_imports_and_every_sample_scores_1_on_its_own_solution(name, tmp_path):
     fmt, path = REAL_FILES[name], REAL / name
@@ -355,6 +356,7 @@ def _real_video_r1(name: str, tmp_path: Path) -> importers.Imported:
     return importers.video_r1(path, real_media("video_r1", path, tmp_path / "media"))
 
 
+@pytest.mark.real_data
 def test_real_video_r1_eval_files_read_what_the_format_allows(tmp_path):
     mmvu = _real_video_r1("eval_mmvu_first30.json", tmp_path)  # process "" everywhere
     assert {s.process for s in mmvu.samples} == {""}
@@ -371,6 +373,7 @@ def test_real_video_r1_eval_files_read_what_the_format_allows(tmp_path):
     assert vsi.labels["0"]["task"] == "object_counting"
 
 
+@pytest.mark.real_data
 def test_real_video_r1_training_records(tmp_path):
     train = {s.problem_id: s for s in _real_video_r1("train_260k_first3.json", tmp_path).samples}
     assert train["1"].options[0] == "A. It is used to focus the laser for the LDV"  # "A) ..." read
@@ -381,6 +384,7 @@ def test_real_video_r1_training_records(tmp_path):
     assert len(cot) == 1 and cot[0].process.startswith("<think>Let me think")
 
 
+@pytest.mark.real_data
 def test_inverted_real_moments_stop_naming_file_record_and_field_or_are_skipped(tmp_path):
     media = real_media("videochat_r1_grounding", INVERTED, tmp_path / "media")
     with pytest.raises(RecordError) as err:
@@ -436,6 +440,7 @@ def test_on_bad_record_must_be_stop_or_skip(media):
         importers.video_r1(FIXTURES / "video_r1.json", media, on_bad_record="ignore")
 
 
+@pytest.mark.real_data
 def test_real_corrupt_video_stops_the_import_naming_its_path_or_is_counted(tmp_path):
     media = tmp_path / "media"
     (media / "Charades").mkdir(parents=True)

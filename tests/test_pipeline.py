@@ -145,6 +145,7 @@ def test_bad_input_names_the_culprit(world_split, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 @pytest.mark.parametrize("on_bad_media", ["skip", "stop"])
 def test_data_stage_imports_real_formats_and_counts_bad_media(study, tmp_path, on_bad_media):
     """`data.imports` replaces a world split by a real annotation file; a missing video is
@@ -153,7 +154,9 @@ def test_data_stage_imports_real_formats_and_counts_bad_media(study, tmp_path, o
     listed, file:where:why, in metrics/data.json."""
     from vrlib import video, world
 
-    inverted = ROOT.parent / "shared/real-data/videochat_r1/charades_train_inverted_moments.json"
+    from conftest import REAL_DATA
+
+    inverted = REAL_DATA / "videochat_r1/charades_train_inverted_moments.json"
 
     media = tmp_path / "charades"
     for i, vid in enumerate(["3MSZA", "AO8RW"]):  # Y6R7T.mp4 is missing

@@ -193,10 +193,13 @@ def test_data_benchmark_runs_and_reports_every_family():
 
 
 # ----------------------------------------------------------------------------- real media
-# Real third-party files (../shared/real-data/README.md), read where they lie.
-REAL_MEDIA = __import__("pathlib").Path(__file__).parents[2] / "shared" / "real-data" / "media"
+# Real third-party files (conftest.REAL_DATA, docs/test-data.md), read where they lie.
+from conftest import REAL_DATA  # noqa: E402
+
+REAL_MEDIA = REAL_DATA / "media"
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("name, shape, native_fps", [
     ("videor1_video1.mp4", (360, 640), 22.29), ("llamafactory_2.avi", (240, 320), 29.92),
     ("decord_flipping_a_pancake.mkv", (240, 426), 30.0)])
@@ -207,11 +210,13 @@ def test_real_mp4_avi_mkv_sample_at_2fps(name, shape, native_fps):
     assert clip.fps == pytest.approx(16 / clip.duration)
 
 
+@pytest.mark.real_data
 def test_a_jpeg_saved_as_png_reads_as_an_image():
     clip = video.read_image(REAL_MEDIA / "image_21088.png")
     assert clip.frames.shape == (1, 155, 500, 3) and clip.fps == 0.0
 
 
+@pytest.mark.real_data
 def test_a_video_corrupt_part_way_raises_naming_its_path():
     """decord's own corrupt test file: the first frames decode, the last do not; the probe the
     importers run (first and last frame) fails before any training step."""
@@ -224,6 +229,7 @@ def test_a_video_corrupt_part_way_raises_naming_its_path():
         importers.probe(path, "video")
 
 
+@pytest.mark.real_data
 def test_portrait_and_odd_sized_real_frames_stay_under_the_pixel_budget(tiny_dir):
     from dataclasses import replace
 
