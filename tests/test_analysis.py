@@ -17,9 +17,10 @@ COUNT = SimpleNamespace(problem_type="numerical", duration=8.0, options=[])
 OCR = SimpleNamespace(problem_type="OCR", duration=8.0, options=[])
 
 
-def trace(completion, accuracy=0.0, fmt=1.0, truncated=False, pid="x", task="choice"):
+def trace(completion, accuracy=0.0, fmt=1.0, truncated=False, pid="x", task="choice",
+          problem_type="multiple choice"):
     return {"problem_id": pid, "completion": completion, "accuracy": accuracy, "format": fmt,
-            "truncated": truncated, "task": task}
+            "truncated": truncated, "task": task, "problem_type": problem_type}
 
 
 @pytest.mark.parametrize("completion,sample,kw,expected", [
@@ -40,7 +41,14 @@ def trace(completion, accuracy=0.0, fmt=1.0, truncated=False, pid="x", task="cho
     ("<think>from 6.0 to 7.5</think><answer>6.0 to 7.5</answer>", SPAN, {}, "wrong answer, valid format"),
 ])
 def test_failure_reasons_by_hand(completion, sample, kw, expected):
-    assert failure(trace(completion, **kw), sample) == expected
+    assert failure(trace(completion, problem_type=sample.problem_type, **kw), sample) == expected
+
+
+def test_wrong_format_is_the_parsers_verdict_not_the_logged_reward():
+    """A format reward with partial credit must not move the taxonomy: it reads the completion."""
+    well_formed = "<think>The white square is first.</think><answer>A</answer>"
+    assert failure(trace(well_formed, fmt=0.5), MC) == "wrong answer, valid format"
+    assert failure(trace("I think <answer>B</answer>", fmt=1.0), MC) == "wrong format"
 
 
 def test_reasoning_answer_reads_the_last_option_number_or_span():

@@ -90,6 +90,33 @@ def test_every_stage_deps_on_the_vrlib_modules_its_notebook_imports():
     assert not wrong, "dvc.yaml deps disagree with the notebooks' imports:\n" + "\n".join(wrong)
 
 
+
+def reruns(edited: str) -> set[str]:
+    """The stages `dvc repro` reruns after an edit of the file `edited`: those that list it in
+    their deps, then every stage with a dep on (or inside) an out of a stage that reruns."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    paths = lambda items: [next(iter(i)) if isinstance(i, dict) else i for i in items or []]  # noqa: E731
+    outs = {name: paths(s.get("outs")) + paths(s.get("metrics")) for name, s in stages.items()}
+    todo = {name for name, s in stages.items() if edited in paths(s["deps"])}
+    done = set()
+    while todo:
+        done |= todo
+        made = [o for name in todo for o in outs[name]]
+        todo = {name for name, s in stages.items() if name not in done
+                and any(d == o or d.startswith(o.rstrip("/") + "/") for d in paths(s["deps"]) for o in made)}
+    return done
+
+
+def test_a_reward_edit_reruns_rft_eval_and_analysis_and_nothing_upstream():
+    """docs/change-a-reward.md's promise: the training reward is RFT's alone (base, SFT and GRPO by
+    hand do not import it, and the evaluation scores with vrlib.scoring, not with the reward);
+    the evaluation's metric reruns the evaluation and the analysis only. `dvc status` lists the
+    stages whose own deps changed (rft); `dvc repro` then reruns those below it."""
+    assert reruns("vrlib/rewards.py") == {"rft", "eval", "analysis"}
+    assert reruns("vrlib/evaluate.py") == {"eval", "analysis"}
+    assert reruns("vrlib/scoring.py") == {"rft", "eval", "analysis"}  # the score the reward pays by default
+    assert reruns("vrlib/analysis.py") == {"analysis"}
+
 def test_the_import_closure_follows_imports_inside_functions_and_through_modules():
     assert sources.imported("def f():\n    from vrlib.grpo import policy_loss\n") == {"vrlib.grpo"}
     assert sources.imported("from vrlib import config, rft as loop\nimport vrlib.video") == {

@@ -18,6 +18,24 @@ def wrap(answer):
     return f"<think>t</think><answer>{answer}</answer>"
 
 
+
+def test_eval_scores_do_not_read_the_training_rewards(monkeypatch):
+    """A reward experiment (partial credit in format_reward, another accuracy_reward) leaves what
+    the evaluation measures unchanged: `format` is the share of well-formed outputs, `accuracy`
+    the data contract's score, and the evaluation's code does not import vrlib.rewards."""
+    from vrlib import rewards, sources
+
+    monkeypatch.setattr(rewards, "format_reward", lambda completion, sample: 0.5)
+    monkeypatch.setattr(rewards, "accuracy_reward", lambda completion, sample: 0.25)
+    monkeypatch.setitem(rewards.REWARDS, "format", rewards.format_reward)
+    monkeypatch.setitem(rewards.REWARDS, "accuracy", rewards.accuracy_reward)
+    items = [sample(0, "multiple choice", "<answer>B</answer>", "world/choice/x", ["A. a", "B. b"]),
+             sample(1, "multiple choice", "<answer>B</answer>", "world/choice/x", ["A. a", "B. b"])]
+    traces = score_traces("rft", items, [wrap("B"), "B"], [False, False])
+    assert [(t.format, t.accuracy) for t in traces] == [(1.0, 1.0), (0.0, 1.0)]
+    assert task_metrics(traces, [0.5])["choice"]["format"] == 50.0
+    assert "rewards.py" not in {p.name for p in sources.closure("import vrlib.evaluate")}
+
 def test_task_metrics_by_hand():
     samples = [
         sample(0, "temporal grounding", "<answer>2.0 to 6.0</answer>", "world/grounding/span"),

@@ -1,5 +1,5 @@
-"""vrlib.rewards: hand-computed scores per problem_type, bad solutions, nasty strings (the parsers' own
-cases are in test_answers.py)."""
+"""vrlib.rewards and the scores they pay (vrlib.scoring): hand-computed scores per problem_type, bad
+solutions, nasty strings (the parsers' own cases are in test_answers.py)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,9 @@ from vrlib.answers import (
     parse_number,
     parse_span,
 )
-from vrlib.rewards import (
-    REWARDS,
-    accuracy_reward,
-    box_iou,
-    format_reward,
-    glue_iou_reward,
-    mean_relative_accuracy,
-    segments_iou,
-    temporal_iou,
-)
+from vrlib.evaluate import mean_relative_accuracy
+from vrlib.rewards import REWARDS, accuracy_reward, format_reward, glue_iou_reward
+from vrlib.scoring import box_iou, segments_iou, temporal_iou
 from vrlib.schema import PROBLEM_TYPES
 
 
@@ -260,7 +253,7 @@ def test_parsers_never_raise_on_nasty_strings():
 
 
 def test_length_bonus_only_when_more_than_one_answer_is_correct():
-    from vrlib.rewards import length_bonus
+    from vrlib.grpo import length_bonus
 
     kw = dict(omega=0.2, l_min=3, l_max=5)
     assert length_bonus([1, 1, 0, 0.05], [4, 9, 4, 4], **kw) == [0.2, 0.0, 0.0, 0.0]

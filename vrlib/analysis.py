@@ -84,7 +84,7 @@ def failure(trace: dict, sample=None, threshold: float = CORRECT) -> str:
     answer = answers.extract_answer(completion)
     if answer is None:
         return "no answer tag"
-    if trace["format"] < 1.0:
+    if not answers.well_formed(completion, trace["problem_type"]):  # the parser's verdict, not a reward's
         return "wrong format"
     if _outside(completion, sample):
         return "time outside the video"

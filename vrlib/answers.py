@@ -1,5 +1,5 @@
-"""The one answer reader: the tags of a solution or a completion, and the answer text read
-per problem_type (PARSERS). The rewards, the evaluation, the analysis, the explorer and the
+"""The one answer reader: the tags of a solution or a completion, whether a completion is well
+formed (`well_formed`), and the answer text read per problem_type (PARSERS). The rewards, the evaluation, the analysis, the explorer and the
 importers all read answers here, so a record the data stage accepts is one the rewards can
 score; it imports nothing from vrlib but the schema, so the data stage does not depend on how
 answers are scored (`vrlib.rewards`).
@@ -21,10 +21,10 @@ import ast
 import math
 import re
 
-from vrlib.schema import PROBLEM_TYPES
+from vrlib.schema import FORMAT, FORMAT_GLUE, PROBLEM_TYPES
 
 
-def _finite(*xs: float) -> bool:
+def finite(*xs: float) -> bool:
     return all(math.isfinite(x) for x in xs)
 
 
@@ -115,7 +115,7 @@ def parse_span(text: str) -> tuple[float, float] | None:
     if not matches:
         return None
     start, end = float(matches[-1][0]), float(matches[-1][1])
-    return (start, end) if _finite(start, end) else None
+    return (start, end) if finite(start, end) else None
 
 
 # Validity regexes checked before ast.literal_eval (never eval). Written so that no two
@@ -140,7 +140,7 @@ def parse_glue(text: str) -> list[tuple[float, float]] | None:
         segments = [(float(s), float(e)) for s, e in ast.literal_eval(content)]
     except (ValueError, SyntaxError):  # an integer literal over Python's int_max_str_digits
         return None
-    if any(not _finite(s, e) or s > e for s, e in segments):
+    if any(not finite(s, e) or s > e for s, e in segments):
         return None
     return segments
 
@@ -154,9 +154,22 @@ def parse_boxes(text: str) -> list[tuple[float, float, float, float]] | None:
         boxes = [tuple(float(v) for v in box) for box in ast.literal_eval(s)]
     except (ValueError, SyntaxError):  # an integer literal over Python's int_max_str_digits
         return None
-    if any(not _finite(*box) for box in boxes):
+    if any(not finite(*box) for box in boxes):
         return None
     return boxes
+
+
+def well_formed(completion: str, problem_type: str) -> bool:
+    """The whole stripped completion is <think>..</think> <answer>..</answer>, plus a valid
+    <glue> list for grounded QA (Video-R1's full match). What the evaluation's `format` counts
+    and the taxonomy's "wrong format" reads, whatever the format reward pays."""
+    text = completion.strip()
+    if problem_type != "grounded QA":
+        return FORMAT.fullmatch(text) is not None
+    try:
+        return FORMAT_GLUE.fullmatch(text) is not None and parse_glue(text) is not None
+    except Exception:  # model output never raises
+        return False
 
 
 # ----------------------------------------------------------------------------- solutions

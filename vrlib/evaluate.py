@@ -1,8 +1,9 @@
 """Greedy decoding on the held-out split, every trace kept, metrics per task.
 
-Scoring reads answers with the rewards' reader (`vrlib.answers`) and scores them with the
-rewards themselves (`vrlib.rewards`), so training and evaluation cannot drift apart in how an
-answer is read. The video settings default to training's and are recorded with the results
+Scoring reads answers with the one reader (`vrlib.answers`) and scores them as the data
+contract says (`vrlib.scoring`), which the rewards pay by default; it never calls the training
+rewards (`vrlib.rewards`), so a reward experiment is measured with the same ruler as its
+baseline, and a change here reruns the evaluation and the analysis only. The video settings default to training's and are recorded with the results
 (`settings`): Video-R1's released numbers used other frames and pixels than its training,
 undocumented (Video-R1's README and `src/eval_bench.py`; issue #11).
 """
@@ -14,14 +15,15 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from vrlib import answers, rewards, stats
+from vrlib import answers, scoring, stats
 from vrlib.data import atomic_write_lines, digest, family
-from vrlib.logs import progress
-from vrlib.rollout import generate
+from vrlib.rollout import decode, decoded
 from vrlib.schema import MODELS
+from vrlib.tcr import two_pass
 
 
 @dataclass
@@ -35,8 +37,8 @@ class Trace:
     problem: str
     solution: str
     completion: str
-    format: float     # 1.0 if <think>..</think><answer>..</answer>, else 0.0
-    accuracy: float   # the accuracy reward: temporal IoU for grounding, mean box IoU for tracking
+    format: float     # 1.0 if <think>..</think><answer>..</answer> (answers.well_formed), else 0.0
+    accuracy: float   # the answer's score (scoring.accuracy): temporal IoU for grounding, mean box IoU for tracking
     truncated: bool   # no EOS within max_new_tokens
     glue_iou: float = 0.0  # grounded QA: IoU of the <glue> evidence
     mra: float = 0.0  # regression: VSI-Bench's mean relative accuracy (the paper's eval metric)
@@ -69,59 +71,6 @@ def resume_key(setup: dict, items: str | os.PathLike, model_dir: str | os.PathLi
     return digest(setup, [items, *weights])
 
 
-def _done(partial: Path | None, key: str) -> dict[str, tuple[str, bool]]:
-    """Items a crashed run already decoded: problem_id -> (completion, truncated), when the
-    partial file was written for the same model, items and settings (`key`)."""
-    if partial is None or not partial.is_file():
-        return {}
-    lines = partial.read_text(encoding="utf-8").splitlines()
-    try:
-        if not lines or json.loads(lines[0]).get("key") != key:
-            return {}
-    except json.JSONDecodeError:
-        return {}
-    done = {}
-    for line in lines[1:]:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # the line a crash cut short: decoded again
-            break
-        done[row["problem_id"]] = (row["completion"], row["truncated"])
-    return done
-
-
-def decode(model, processor, samples: list, clips: list, *, batch_size: int,
-           max_new_tokens: int, max_pixels: int | None = None, partial: str | Path | None = None,
-           key: str = "", name: str = "") -> tuple[list[str], list[bool]]:
-    """Greedy completions in fixed batches of `batch_size` items. With `partial`, each finished
-    batch is appended to that file (fsynced) and a rerun with the same `key` decodes only the
-    batches not finished: a crash loses at most one batch, and the batches, hence the
-    outputs, are the same as in an uninterrupted run."""
-    partial = None if partial is None else Path(partial)
-    done = _done(partial, key)
-    if partial is not None and not done:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"key": key}) + "\n", encoding="utf-8")
-    show = progress(name, math.ceil(len(samples) / batch_size), keys=(), unit="batch") if name else None
-    for i in range(0, len(samples), batch_size):
-        chunk = samples[i:i + batch_size]
-        if all(s.problem_id in done for s in chunk):
-            continue
-        ro = generate(model, processor, chunk, clips[i:i + batch_size], num_generations=1,
-                      max_new_tokens=max_new_tokens, do_sample=False, max_pixels=max_pixels)
-        rows = [{"problem_id": s.problem_id, "completion": t, "truncated": bool(tr)}
-                for s, t, tr in zip(chunk, ro.texts, ro.truncated.tolist())]
-        done.update({r["problem_id"]: (r["completion"], r["truncated"]) for r in rows})
-        if partial is not None:
-            with open(partial, "a", encoding="utf-8") as f:
-                f.write("".join(json.dumps(r) + "\n" for r in rows))
-                f.flush()
-                os.fsync(f.fileno())
-        if show is not None:
-            show(i // batch_size, {})
-    return [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]
-
-
 @dataclass
 class ModelRun:
     """One model's evaluation by `run_model`: its scored traces, and TCR's two passes if asked."""
@@ -145,13 +94,12 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
     the unchanged base and SFT models) reads it instead of loading and decoding again.
     `clips` are the items' media already sampled as `setup` says (else decoded from `paths`).
     """
-    from vrlib import tcr as tcr_  # tcr imports this module
     from vrlib.data import load_media
     from vrlib.model import load_kwargs, load_policy, load_processor
 
     key = resume_key(setup | ({"tcr": tcr} if tcr else {}), items, model_dir, adapters)
     partial_dir, two = Path(partial_dir), None
-    done = {} if tcr else _done(partial_dir / "decode.jsonl", key)
+    done = {} if tcr else decoded(partial_dir / "decode.jsonl", key)
     if not tcr and all(s.problem_id in done for s in samples):  # decoded before: no model, no frames
         print(f"eval {name}: decoded before ({partial_dir / 'decode.jsonl'}), read back", flush=True)
         texts, truncated = [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]
@@ -159,8 +107,8 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
         model = load_policy(model_dir, adapters, **load_kwargs(bcfg))
         processor = processor if processor is not None else load_processor(model_dir)
         if tcr:
-            two = tcr_.two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
-                                pad=tcr["pad"], partial_dir=partial_dir, key=key, name=f"eval {name}")
+            two = two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
+                           pad=tcr["pad"], partial_dir=partial_dir, key=key, name=f"eval {name}")
             texts, truncated = two.texts, two.truncated
         else:
             if clips is None:
@@ -187,19 +135,40 @@ def scored_text(completion: str) -> str:
     return f"<answer>{_THINK.sub('', completion).strip()}</answer>"
 
 
-def reward_values(completion: str, sample) -> dict[str, float]:
-    """Every reward of `rewards.REWARDS` as a trace logs it: accuracy on `scored_text`, format
-    and evidence IoU on the raw output."""
-    read = scored_text(completion)
-    return {name: reward(read if name == "accuracy" else completion, sample)
-            for name, reward in rewards.REWARDS.items()}
+# 0.50, 0.55, ..., 0.95: the ten confidence thresholds of VSI-Bench's MRA (VSI-Bench sec. 3).
+MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))
+
+
+def mean_relative_accuracy(pred: float, gt: float, thresholds: Sequence[float] = MRA_THRESHOLDS) -> float:
+    """VSI-Bench MRA: mean over C of 1[|pred - gt| / |gt| < 1 - C] (paper eq., and Video-R1 eval).
+
+    lmms-eval's VSI-Bench code compares with `<=`; that differs only when the relative error
+    equals a threshold exactly. gt == 0 counts as relative error 0 if pred == 0, else infinite.
+    """
+    if not answers.finite(pred, gt):
+        return 0.0
+    if gt == 0:
+        rel = 0.0 if pred == 0 else math.inf
+    else:
+        rel = abs(pred - gt) / abs(gt)
+    return sum(rel < 1 - c for c in thresholds) / len(thresholds)
+
+
+def scores(completion: str, sample) -> dict[str, float]:
+    """A trace's scores, under the names of the default rewards they equal: `format`
+    (`answers.well_formed` on the raw output, whatever the format reward pays), `accuracy` on
+    `scored_text` and `glue_iou` on the raw output (`vrlib.scoring`). Computed here, never by
+    `vrlib.rewards`: a reward experiment does not change what the evaluation measures."""
+    return {"format": float(answers.well_formed(completion, answers.problem_type(sample))),
+            "accuracy": scoring.accuracy(scored_text(completion), sample),
+            "glue_iou": scoring.glue_iou(completion, sample)}
 
 
 def _mra(completion: str, sample) -> float:
     pred = answers.extract_answer(completion)
     pred = None if pred is None else answers.parse_number(pred)
     gt = answers.read_solution(sample)  # a regression's solution, read as parse_number reads it
-    return 0.0 if pred is None else rewards.mean_relative_accuracy(pred, gt)
+    return 0.0 if pred is None else mean_relative_accuracy(pred, gt)
 
 
 def score_traces(name: str, samples: list, texts: list[str], truncated: list[bool]) -> list[Trace]:
@@ -210,7 +179,7 @@ def score_traces(name: str, samples: list, texts: list[str], truncated: list[boo
         traces.append(Trace(
             model=name, problem_id=s.problem_id, task=family(s), problem_type=s.problem_type,
             problem=s.problem, solution=s.solution, completion=t,
-            truncated=bool(tr), **reward_values(t, s),
+            truncated=bool(tr), **scores(t, s),
             mra=_mra(read, s) if s.problem_type == "regression" else 0.0,
             answer=answers.extract_answer(read) or "", duration=float(s.duration)))
     return traces
@@ -219,7 +188,7 @@ def score_traces(name: str, samples: list, texts: list[str], truncated: list[boo
 def task_metrics(traces: list[Trace], recalls: list[float]) -> dict:
     """{task: {metric: value, "problem_type": ..., "n": N}}; values in percent.
 
-    Every task: `accuracy` (mean accuracy reward: exact letter or number, 1 - WER, ROUGE,
+    Every task: `accuracy` (mean answer score, `scoring.accuracy`: exact letter or number, 1 - WER, ROUGE,
     1 - relative error) and `format` (share of well-formed outputs). Then as the papers report:
     grounding mIoU (in place of accuracy) and R@k = share with IoU >= k (Charades-STA's R@1,
     IoU=k); tracking `R@0.5` on the mean box IoU (VideoChat-R1's GoT overlap is `accuracy`);
@@ -262,7 +231,7 @@ PAIRS = (("sft", "base"), ("rft", "sft"), ("rft_tcr", "rft"))
 
 def item_scores(traces: list) -> dict[str, dict[str, float]]:
     """task -> {problem_id: the item's headline score in percent}: the values whose mean is the
-    task's `headline` (IoU for grounding, MRA for regression, the accuracy reward otherwise).
+    task's `headline` (IoU for grounding, MRA for regression, the answer's score otherwise).
     Takes `Trace` records or the dicts of a traces file."""
     rows = [t if isinstance(t, dict) else asdict(t) for t in traces]
     out = {}

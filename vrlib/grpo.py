@@ -26,6 +26,8 @@ they are checked against hand-computed numbers. Departures from the reference co
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from vrlib.schema import BONUS_MODES, IMPORTANCE_SAMPLING, LOSS_TYPES, RELATIVE_FORMS, SCALES
@@ -171,6 +173,23 @@ def overlong_penalty(lengths: torch.Tensor, *, max_length: int, buffer: int) -> 
         raise ValueError(f"need 0 < buffer <= max_length, got buffer={buffer}, max_length={max_length}")
     lengths = lengths.float()                                     # (B,)
     return ((max_length - buffer - lengths) / buffer).clamp(-1.0, 0.0)  # (B,)
+
+
+def length_bonus(accuracy: Sequence[float], lengths: Sequence[int], *, omega: float = 0.2,
+                 l_min: int = 320, l_max: int = 512, threshold: float = 0.1) -> list[float]:
+    """Video-R1's length-control reward for one group: +omega to each correct answer
+    (accuracy > threshold) of length l_min..l_max tokens (EOS included), only when more than
+    one answer of the group is correct. Paper: omega 0.2, 320..512 tokens.
+
+    As Video-R1 grpo_trainer.py (len_control); it needs the group, so it lives with the other
+    group bonuses, not with the per-sample rewards.
+    """
+    if len(accuracy) != len(lengths):
+        raise ValueError(f"{len(accuracy)} accuracies for {len(lengths)} lengths")
+    correct = [a > threshold for a in accuracy]
+    if sum(correct) <= 1:
+        return [0.0] * len(accuracy)
+    return [omega if c and l_min <= n <= l_max else 0.0 for c, n in zip(correct, lengths)]
 
 
 def mask_truncated(mask: torch.Tensor, truncated: torch.Tensor) -> torch.Tensor:

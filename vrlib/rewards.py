@@ -1,222 +1,38 @@
-"""Rewards for video RFT: format, accuracy per problem_type, grounded-QA evidence IoU.
+"""The training rewards: plain functions `(completion, sample) -> float` in [0, 1], summed
+into a rollout's reward by `vrlib.rft` and logged as `reward/<name>/mean`.
 
-A reward is a plain function `(completion, sample) -> float` in [0, 1]. Model output never
-raises (garbage scores 0); a sample with an unknown problem_type or an unparsable solution
-is a bug in the data and raises ValueError. Answers are read by `vrlib.answers`, the one
-reader of the training rewards and the evaluation metrics alike; its docstring lists the
-departures in parsing. Departures from the reference code in scoring:
+This module is the training signal and nothing else: a reward experiment edits it
+(docs/change-a-reward.md), and only RFT, the evaluation of its model and the analysis rerun.
+By default each reward pays what the evaluation measures, the one score per problem type in
+`vrlib.scoring` and the well-formedness of `vrlib.answers`; the evaluation reads those
+modules, never this one, so a changed reward never changes the ruler it is measured with.
+Model output never raises (garbage scores 0); a sample with an unknown problem_type or an
+unparsable solution is a bug in the data and raises ValueError.
 
-1. Regression with gt == 0: 1 if pred == 0; Video-R1's +1e-9 terms score that 0.
-2. Tracking: the box count must equal the ground truth's (VideoChat-R1 hard-codes 8).
-3. Spans, boxes and IoUs: a start after its end, or a non-finite number, scores 0.
+Rewards that need the whole group are in `vrlib.grpo`: Video-R1's length bonus, the T-GRPO and
+relative bonuses, DAPO's overlong penalty.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-import re
-from typing import Sequence
-
-from vrlib import answers
-from vrlib.schema import FORMAT, FORMAT_GLUE
-
-# 0.50, 0.55, ..., 0.95: the ten confidence thresholds of VSI-Bench's MRA (VSI-Bench sec. 3).
-MRA_THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))
-
-
-# ----------------------------------------------------------------------------- helpers
-def _finite(*xs: float) -> bool:
-    return all(math.isfinite(x) for x in xs)
-
-
-def temporal_iou(pred: tuple[float, float], gt: tuple[float, float]) -> float:
-    """IoU of two [start, end] spans in seconds (VideoChat-R1 tg_iou)."""
-    (ps, pe), (gs, ge) = pred, gt
-    if not _finite(ps, pe, gs, ge) or ps > pe or gs > ge:
-        return 0.0
-    union = max(pe, ge) - min(ps, gs)
-    if union <= 0:  # two points: right only if they are the same point (VideoChat-R1 grpo_tg.py)
-        return 1.0 if (ps, pe) == (gs, ge) else 0.0
-    return max(0.0, min(pe, ge) - max(ps, gs)) / union
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two boxes [x0, y0, x1, y1]; an inverted box scores 0."""
-    ax0, ay0, ax1, ay1 = a
-    bx0, by0, bx1, by1 = b
-    if not _finite(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1):
-        return 0.0
-    if ax1 < ax0 or ay1 < ay0 or bx1 < bx0 or by1 < by0:
-        return 0.0
-    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
-    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-    if union <= 0:  # degenerate boxes: right only if identical, as temporal_iou
-        return 1.0 if tuple(a) == tuple(b) else 0.0
-    return inter / union
-
-
-def _merge(segments: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for s, e in sorted(segments):
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-        else:
-            merged.append((s, e))
-    return merged
-
-
-def segments_iou(pred_segments: Sequence[tuple[float, float]],
-                 gt_segments: Sequence[tuple[float, float]]) -> float:
-    """Multi-segment IoU: merge overlaps on each side, then total intersection / total union
-    (VideoChat-R1 gqa_iou)."""
-    for s, e in [*pred_segments, *gt_segments]:
-        if not _finite(s, e) or s > e:
-            return 0.0
-    pred, gt = _merge(pred_segments), _merge(gt_segments)
-    # merged segments are disjoint on each side, so pairwise overlaps add up without double counting
-    inter = sum(max(0.0, min(pe, ge) - max(ps, gs)) for ps, pe in pred for gs, ge in gt)
-    union = sum(e - s for s, e in pred) + sum(e - s for s, e in gt) - inter
-    if union <= 0:  # empty or point-only evidence: right only if identical, as temporal_iou
-        return 1.0 if pred == gt else 0.0
-    return inter / union
-
-
-def mean_relative_accuracy(pred: float, gt: float, thresholds: Sequence[float] = MRA_THRESHOLDS) -> float:
-    """VSI-Bench MRA: mean over C of 1[|pred - gt| / |gt| < 1 - C] (paper eq., and Video-R1 eval).
-
-    lmms-eval's VSI-Bench code compares with `<=`; that differs only when the relative error
-    equals a threshold exactly. gt == 0 counts as relative error 0 if pred == 0, else infinite.
-    """
-    if not _finite(pred, gt):
-        return 0.0
-    if gt == 0:
-        rel = 0.0 if pred == 0 else math.inf
-    else:
-        rel = abs(pred - gt) / abs(gt)
-    return sum(rel < 1 - c for c in thresholds) / len(thresholds)
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """Word-level Levenshtein distance / max(1, #reference words), case-sensitive (Video-R1 OCR)."""
-    ref, hyp = reference.split(), hypothesis.split()
-    row = list(range(len(hyp) + 1))  # distances from the empty reference prefix
-    for i, r in enumerate(ref, 1):
-        prev_diag, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev_diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev_diag + (r != h))
-    return row[-1] / max(1, len(ref))
-
-
-@functools.lru_cache(maxsize=1)
-def _rouge_scorer():
-    from rouge_score import rouge_scorer  # imported on first use: it pulls in nltk
-
-    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-
-
-def rouge_f(reference: str, prediction: str) -> float:
-    """Mean of ROUGE-1/2/L F with the Porter stemmer (Video-R1 free-form).
-
-    rouge_score keeps only [a-z0-9] tokens, so text in other scripts scores 0 unless identical.
-    Departs from Video-R1: an answer equal to the reference once normalised (the same words,
-    or the same lower-cased [a-z0-9] tokens, as rouge_score reads them) scores 1.0; in
-    Video-R1's mean a one-word reference ("No.") has no bigram, ROUGE-2 is 0 and the exact
-    answer scored 0.667.
-    """
-    words = re.findall(r"[a-z0-9]+", reference.lower())
-    if reference.split() == prediction.split() or (words and words == re.findall(r"[a-z0-9]+", prediction.lower())):
-        return 1.0
-    scores = _rouge_scorer().score(reference, prediction)
-    return (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure + scores["rougeL"].fmeasure) / 3
-
-
-# ----------------------------------------------------------------------------- rewards
-def _compare(problem_type: str, pred, gt) -> float:
-    if problem_type in ("multiple choice", "grounded QA"):
-        return float(pred == gt)
-    if problem_type == "numerical":
-        return float(round(pred, 2) == round(gt, 2))
-    if problem_type == "OCR":
-        return 1.0 - word_error_rate(gt, pred)
-    if problem_type == "free-form":
-        return rouge_f(gt, pred)
-    if problem_type == "regression":
-        if gt == 0:  # Video-R1's (|d|+1e-9)/(|gt|+1e-9) scores pred == gt == 0 as 0
-            return float(pred == 0)
-        return 1.0 - min(1.0, abs(pred - gt) / abs(gt))
-    if problem_type == "temporal grounding":
-        return temporal_iou(pred, gt)
-    if problem_type == "tracking":
-        if len(pred) != len(gt):  # VideoChat-R1: exactly 8 boxes, else 0
-            return 0.0
-        return sum(box_iou(p, g) for p, g in zip(pred, gt)) / len(gt)
-    raise AssertionError(problem_type)
-
-
-def _clip01(x: float) -> float:
-    return min(1.0, max(0.0, float(x))) if math.isfinite(x) else 0.0
+from vrlib import answers, scoring
 
 
 def format_reward(completion: str, sample) -> float:
     """1 if the stripped completion is exactly <think>..</think> <answer>..</answer>
     (+ a valid <glue> list for grounded QA), else 0."""
-    problem_type = answers.problem_type(sample)
-    text = completion.strip()
-    if problem_type != "grounded QA":
-        return float(FORMAT.fullmatch(text) is not None)
-    try:
-        return float(FORMAT_GLUE.fullmatch(text) is not None and answers.parse_glue(text) is not None)
-    except Exception:  # model output never raises
-        return 0.0
+    return float(answers.well_formed(completion, answers.problem_type(sample)))
 
 
 def accuracy_reward(completion: str, sample) -> float:
-    """Answer score by problem_type (docs/design.md, the data contract); 0 without an <answer>."""
-    gt = answers.read_solution(sample)  # raises on an unknown problem_type or an unreadable solution
-    # Video-R1's eval falls back to the raw output when there is no <answer>; the reward
-    # does not, as in Video-R1's training.
-    pred_text = answers.extract_answer(completion)
-    if pred_text is None:
-        return 0.0
-    try:
-        pred = answers.PARSERS[sample.problem_type](pred_text)
-        return 0.0 if pred is None else _clip01(_compare(sample.problem_type, pred, gt))
-    except Exception:  # model output never raises: huge numbers, odd unicode, deep nesting
-        return 0.0
+    """The answer's score by problem_type (`scoring.accuracy`); 0 without an <answer>."""
+    return scoring.accuracy(completion, sample)
 
 
 def glue_iou_reward(completion: str, sample) -> float:
     """Multi-segment IoU of the <glue> evidence for grounded QA; 0 for other types."""
-    if answers.problem_type(sample) != "grounded QA":
-        return 0.0
-    gt = answers.parse_glue(sample.solution)
-    if gt is None:
-        raise answers._bad_solution(sample, "no valid <glue> list")
-    try:
-        pred = answers.parse_glue(completion)
-        return 0.0 if pred is None else _clip01(segments_iou(pred, gt))
-    except Exception:  # model output never raises
-        return 0.0
+    return scoring.glue_iou(completion, sample)
 
 
 REWARDS = {"format": format_reward, "accuracy": accuracy_reward, "glue_iou": glue_iou_reward}
-"""Every per-sample reward under the name it is logged with (`reward/<name>/mean` in RFT, a
-trace's field in the evaluation)."""
-
-
-def length_bonus(accuracy: Sequence[float], lengths: Sequence[int], *, omega: float = 0.2,
-                 l_min: int = 320, l_max: int = 512, threshold: float = 0.1) -> list[float]:
-    """Video-R1's length-control reward for one group: +omega to each correct answer
-    (accuracy > threshold) of length l_min..l_max tokens (EOS included), only when more than
-    one answer of the group is correct. Paper: omega 0.2, 320..512 tokens.
-
-    As Video-R1 grpo_trainer.py (len_control); it needs the group, so it is not a per-sample
-    reward function.
-    """
-    if len(accuracy) != len(lengths):
-        raise ValueError(f"{len(accuracy)} accuracies for {len(lengths)} lengths")
-    correct = [a > threshold for a in accuracy]
-    if sum(correct) <= 1:
-        return [0.0] * len(accuracy)
-    return [omega if c and l_min <= n <= l_max else 0.0 for c, n in zip(correct, lengths)]
+"""Every per-sample reward under the name it is logged with (`reward/<name>/mean` in RFT)."""

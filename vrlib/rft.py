@@ -38,8 +38,8 @@ from vrlib import rewards, sources
 from vrlib.config import RFTParams
 from vrlib.data import digest
 from vrlib.engine import Engine, checkpoints, load_state, save_state
-from vrlib.grpo import (batch_normalizer, bonus_advantages, mask_truncated, overlong_penalty, policy_loss,
-                        relative_bonus, temporal_bonus)
+from vrlib.grpo import (batch_normalizer, bonus_advantages, length_bonus, mask_truncated, overlong_penalty,
+                        policy_loss, relative_bonus, temporal_bonus)
 from vrlib.model import reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
 from vrlib.schema import CORRECT, PROBLEM_TYPES
@@ -118,7 +118,7 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
     accuracy = parts.get("accuracy", torch.zeros(G))         # (G,)
     lengths = ro.completion_mask.sum(1)                      # (G,)
     if cfg.length_bonus:
-        reward = reward + torch.tensor(rewards.length_bonus(
+        reward = reward + torch.tensor(length_bonus(
             accuracy.tolist(), lengths.tolist(), omega=cfg.length_omega,
             l_min=cfg.length_min, l_max=cfg.length_max, threshold=cfg.temporal_threshold))
     if cfg.overlong_buffer:

@@ -1,4 +1,9 @@
-"""Rollouts with HF `generate`, and the forward pass that turns them into per-token log-probs.
+"""Rollouts with HF `generate`, greedy decoding that survives a crash (`decode`), and the
+forward pass that turns rollouts into per-token log-probs.
+
+`decode` lives here, not beside the evaluation's scoring: the base and SFT stages decode their
+probes with it, and must not depend on how the evaluation or the rewards score an answer (a
+reward experiment reruns RFT, evaluation and analysis, never the models before RL).
 
 The log-prob forward always receives the image and video tensors: TRL's GRPOTrainer drops them for
 video prompts (huggingface/trl#5373, open as of trl 1.16), and Video-R1's trainer silently reran
@@ -6,10 +11,15 @@ without the video after a failure. Here a failing forward raises.
 """
 from __future__ import annotations
 
+import json
+import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from vrlib.logs import progress
 from vrlib.prompts import encode_prompts, visual_inputs
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
@@ -89,3 +99,57 @@ def token_logprobs(model, rollouts: Rollouts, temperature: float = 1.0) -> torch
     logits = logits[:, :-1].float() / temperature  # (N, C, V) position t predicts token t + 1
     logp = torch.log_softmax(logits, dim=-1)  # (N, C, V)
     return logp.gather(-1, rollouts.completion_ids.unsqueeze(-1)).squeeze(-1)  # (N, C)
+
+
+# ----------------------------------------------------------------------------- greedy decoding
+def decoded(partial: Path | None, key: str) -> dict[str, tuple[str, bool]]:
+    """Items a crashed run already decoded: problem_id -> (completion, truncated), when the
+    partial file was written for the same model, items and settings (`key`)."""
+    if partial is None or not partial.is_file():
+        return {}
+    lines = partial.read_text(encoding="utf-8").splitlines()
+    try:
+        if not lines or json.loads(lines[0]).get("key") != key:
+            return {}
+    except json.JSONDecodeError:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the line a crash cut short: decoded again
+            break
+        done[row["problem_id"]] = (row["completion"], row["truncated"])
+    return done
+
+
+def decode(model, processor, samples: list, clips: list, *, batch_size: int,
+           max_new_tokens: int, max_pixels: int | None = None, partial: str | Path | None = None,
+           key: str = "", name: str = "") -> tuple[list[str], list[bool]]:
+    """Greedy completions in fixed batches of `batch_size` items. With `partial`, each finished
+    batch is appended to that file (fsynced) and a rerun with the same `key` decodes only the
+    batches not finished: a crash loses at most one batch, and the batches, hence the
+    outputs, are the same as in an uninterrupted run."""
+    partial = None if partial is None else Path(partial)
+    done = decoded(partial, key)
+    if partial is not None and not done:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"key": key}) + "\n", encoding="utf-8")
+    show = progress(name, math.ceil(len(samples) / batch_size), keys=(), unit="batch") if name else None
+    for i in range(0, len(samples), batch_size):
+        chunk = samples[i:i + batch_size]
+        if all(s.problem_id in done for s in chunk):
+            continue
+        ro = generate(model, processor, chunk, clips[i:i + batch_size], num_generations=1,
+                      max_new_tokens=max_new_tokens, do_sample=False, max_pixels=max_pixels)
+        rows = [{"problem_id": s.problem_id, "completion": t, "truncated": bool(tr)}
+                for s, t, tr in zip(chunk, ro.texts, ro.truncated.tolist())]
+        done.update({r["problem_id"]: (r["completion"], r["truncated"]) for r in rows})
+        if partial is not None:
+            with open(partial, "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in rows))
+                f.flush()
+                os.fsync(f.fileno())
+        if show is not None:
+            show(i // batch_size, {})
+    return [done[s.problem_id][0] for s in samples], [done[s.problem_id][1] for s in samples]

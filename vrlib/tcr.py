@@ -17,12 +17,13 @@ are params (`evaluation.tcr_low`, `tcr_high`, `tcr_pad`). Departures, on purpose
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vrlib import answers
-from vrlib.data import load_media
-from vrlib.evaluate import decode
+from vrlib.data import atomic_write_lines, load_media
+from vrlib.rollout import decode
 
 CLUE_ASK = "Also give the time spans of the clues you used as <glue>[(start, end)]</glue>."
 WHOLE_VIDEO = ("temporal grounding", "grounded QA", "tracking")
@@ -49,13 +50,15 @@ class TwoPass:
     spans: list[tuple | None]   # the segment each item's second pass saw (None: the whole video)
     texts: list[str]            # pass-2 completions
     truncated: list[bool]
+    fps: list[tuple] = field(default_factory=list)  # (pass 1, pass 2) real sampled fps per item
+    asked_fps: tuple = ()       # (pass 1, pass 2): the fps each pass asked the sampler for
 
 
 def two_pass(model, processor, samples: list, paths: list[Path], settings: dict, *, low: float,
              high: float, pad: float, partial_dir: str | Path | None = None, key: str = "",
              name: str = "") -> TwoPass:
     """Both passes over `samples` (media at `paths`), `settings` as `evaluate.settings` gives;
-    with `name`, each pass shows its progress (`evaluate.decode`)."""
+    with `name`, each pass shows its progress (`rollout.decode`)."""
     fps, px = settings["fps"], settings["max_pixels"]
     frames = dict(min_frames=settings["min_frames"], max_frames=settings["max_frames"])
     dec = dict(batch_size=settings["batch_size"], max_new_tokens=settings["max_new_tokens"])
@@ -73,4 +76,22 @@ def two_pass(model, processor, samples: list, paths: list[Path], settings: dict,
         clips.append(load_media(p, s.data_type, fps=fps * high, start=start, end=end, **frames))
     texts, truncated = decode(model, processor, samples, clips, max_pixels=int(px * high),
                               partial=part("tcr_pass2.jsonl"), key=key, name=name and f"{name} pass 2", **dec)
-    return TwoPass(first, spans, texts, truncated)
+    return TwoPass(first, spans, texts, truncated, [(a.fps, b.fps) for a, b in zip(low_clips, clips)],
+                   (fps * low, fps * high))
+
+
+def write_passes(path: str | Path, samples: list, two: TwoPass) -> None:
+    """Both passes of every item, one JSON line each, for the explorer (notebook 06) to show what
+    the scored answer was told: pass 1's completion and clues, the span and fps of pass 2."""
+    rows = ({"problem_id": s.problem_id, "first": first, "clues": answers.parse_glue(first),
+             "span": span, "fps": list(fps), "asked_fps": list(two.asked_fps)}
+            for s, first, span, fps in zip(samples, two.first, two.spans, two.fps))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_lines(path, (json.dumps(r) + "\n" for r in rows))
+
+
+def read_passes(path: str | Path) -> dict[str, dict]:
+    """problem_id -> the row `write_passes` wrote (span a tuple or None)."""
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {r["problem_id"]: r | {"span": None if r["span"] is None else tuple(r["span"])} for r in rows}
