@@ -82,6 +82,50 @@ def enter() -> Path:
     return folder
 
 
+def from_params(**injected):
+    """The values papermill injected, in the order given; each left None (the notebook opened in
+    JupyterLab) is read from the study's params.yaml instead, as `run` would inject it, with any
+    `dvc exp run -S` edit (it writes params.yaml before running a stage). A notebook's second cell:
+    `seed, scale, data = from_params(seed=seed, scale=scale, data=data)`."""
+    missing = [name for name, value in injected.items() if value is None]
+    if not missing:
+        return tuple(injected.values())
+    path = root() / "params.yaml"
+    values = yaml.safe_load(path.read_text()) or {}
+    for name in missing:
+        if name not in values:
+            raise KeyError(f"{path} has no {name!r}; its keys: {', '.join(values)}")
+    return tuple(values[name] if value is None else value for name, value in injected.items())
+
+
+NOTEBOOK_METADATA = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}}
+"""A stage notebook's metadata as committed; JupyterLab writes its kernel's on opening."""
+
+
+def committed_form(nb: dict) -> dict:
+    """`nb` (an nbformat 4 dict) as the study commits its notebooks, changed in place: no outputs
+    or execution counts, no cell metadata but the tags, NOTEBOOK_METADATA."""
+    nb["metadata"] = {k: dict(v) for k, v in NOTEBOOK_METADATA.items()}
+    for cell in nb["cells"]:
+        cell["metadata"] = {"tags": cell["metadata"]["tags"]} if cell.get("metadata", {}).get("tags") else {}
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    return nb
+
+
+def pre_save(model: dict, path: str, contents_manager, **kwargs) -> None:
+    """Jupyter's pre_save_hook under `make lab` (jupyter_server_config.py): a notebook of the
+    study's `notebooks/` is saved in its committed form, so that opening, running and saving it
+    leaves `git status` and `dvc status` clean (it is a dep of its stage) unless a cell was
+    edited. Its outputs stay in the open tab; `dvc repro` keeps an executed copy in reports/."""
+    if model.get("type") != "notebook" or not model.get("content"):
+        return
+    folder = (Path(contents_manager.root_dir) / path).resolve().parent
+    if folder.name == "notebooks" and (folder.parent / "params.yaml").exists():
+        committed_form(model["content"])
+
+
 def run(notebook: str | os.PathLike, output: str | os.PathLike, params: str | os.PathLike = "params.yaml",
         *, stream=sys.stdout) -> None:
     """Execute `notebook` into `output` with the kernel in the notebook's folder."""
