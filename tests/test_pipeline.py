@@ -100,7 +100,7 @@ def test_dvc_repro_runs_the_whole_study(study):
     run(["git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "lock"], study)
     shutil.rmtree(study / "checkpoints/rft")
     rerun = run(["dvc", "repro", "-f", "-s", "rft"], study)
-    assert "no matching checkpoint" in rerun.stdout and "rft  step 2/2" in rerun.stdout, rerun.stdout
+    assert "training from step 0 of 2: no checkpoint yet" in rerun.stdout and "rft  step 2/2" in rerun.stdout, rerun.stdout
     run(["git", "diff", "--exit-code", "dvc.lock"], study)
     assert "up to date" in run(["dvc", "status"], study).stdout
     # an experiment with another beta reruns rft onwards, not the data or the models before;

@@ -16,8 +16,8 @@ from peft import get_peft_model_state_dict
 from vrlib.config import DataParams, RFTParams
 from vrlib.model import add_lora, load_model, load_processor
 from vrlib.engine import Engine, checkpoints, load_state
-from vrlib.rft import (REWARD_FUNCS, Question, fingerprint, grpo_step, load_kim_clips, score, shuffle_clip,
-                       train_grpo)
+from vrlib.rft import (REWARD_FUNCS, Question, fingerprint, fresh_reason, grpo_step, load_kim_clips, score,
+                       shuffle_clip, train_grpo)
 
 REPO = Path(__file__).resolve().parents[1]
 # A random-weight model's rollouts score 0 on the real rewards (zero advantages, no update);
@@ -176,7 +176,10 @@ def test_a_shorter_run_never_loads_a_later_checkpoint(tiny_dir, split, tmp_path)
     one, alone = fresh(tiny_dir), fresh(tiny_dir)
     history = train_grpo(one, processor, samples, clips, replace(cfg, steps=1), seed=1, reward_funcs=VARIED,
                          checkpoint_dir=tmp_path, fingerprint_="f", say=said.append)
-    assert len(history) == 1 and said[-1].startswith("rft: no matching checkpoint") and "step 0 of 1" in said[-1]
+    assert len(history) == 1 and said[-1].startswith("rft: training from step 0 of 1: this recipe's checkpoints "
+                                                     "(step 2, 4) are all past rft.steps=1"), said[-1]
+    assert fresh_reason(tmp_path, "other", 1).startswith("the 3 checkpoints there came from other params")
+    assert fresh_reason(tmp_path / "none", "f", 1) == "no checkpoint yet"
     train_grpo(alone, processor, samples, clips, replace(cfg, steps=1), seed=1, reward_funcs=VARIED)
     assert all(torch.equal(v, adapter(alone)[k]) for k, v in adapter(one).items())
     # the 4-step run's checkpoints are kept: they are further along the same trajectory

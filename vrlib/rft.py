@@ -368,6 +368,20 @@ def fingerprint(cfg: RFTParams, seed: int, files: list = ()) -> str:
     return digest([shape, seed], [*files, *sorted(set(code))])
 
 
+def fresh_reason(checkpoint_dir: str | Path, fingerprint_: str, steps: int) -> str:
+    """Why a run resumes nothing: this recipe's checkpoints are all past `steps` (a 20-step run
+    never loads step 40's weights), or those there were written by another recipe, or none."""
+    same = [n for n, _ in checkpoints(checkpoint_dir, fingerprint_)]
+    if same:
+        return (f"this recipe's checkpoints (step {', '.join(map(str, same))}) are all past rft.steps={steps}, "
+                f"and a shorter run never loads later weights")
+    other = len(list(Path(checkpoint_dir).glob("step_*.pt")))
+    if other:
+        return (f"the {other} checkpoint{'s' * (other > 1)} there came from other params, inputs or vrlib "
+                f"code (another fingerprint: a changed reward trains afresh)")
+    return "no checkpoint yet"
+
+
 def draws(samples: list, clips: list, kim_clips: list | None, cfg: RFTParams, engine: Engine, *,
           seed: int, step: int) -> Iterator[list[Question]]:
     """This process's questions of a step, one round of `prompts_per_step` draws after another
@@ -420,8 +434,8 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
         say(f"rft: resumed from step {state['step']} of {cfg.steps} ({checkpoint_dir}, fingerprint "
             f"{fingerprint_}), {cfg.steps - state['step']} steps to run")
     elif checkpoint_dir is not None:
-        say(f"rft: no matching checkpoint in {checkpoint_dir} (fingerprint {fingerprint_}): "
-            f"training from step 0 of {cfg.steps}")
+        say(f"rft: training from step 0 of {cfg.steps}: {fresh_reason(checkpoint_dir, fingerprint_, cfg.steps)} "
+            f"({checkpoint_dir}, fingerprint {fingerprint_})")
     for step in range(len(history), cfg.steps):
         rounds = draws(samples, clips, kim_clips, cfg, engine, seed=seed, step=step)
         try:
@@ -457,8 +471,16 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
 
 # ----------------------------------------------------------------------------- the stage
 HISTORY = "history.json"
-"""The step logs next to the adapter, without timings (`time/*` go to dvclive only), so that
-the same run written twice gives the same bytes."""
+"""The step logs next to the adapter, without timings, so that the same run written twice gives
+the same bytes."""
+
+
+def untimed(metrics: dict) -> dict:
+    """A step's metrics without `time/*`: what the adapter's history and the DVCLive logs keep.
+    The logs are an output of the rft stage (dvc.yaml), restored with the adapter it trained when
+    DVC takes a run from its run cache, so they must be the same bytes for the same run; the
+    timings stay in the returned history (`vrlib.speed`) and the progress line's s/step."""
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
 def load_kim_clips(samples: list, jsonl_path, dcfg) -> list[Clip | None]:
@@ -499,7 +521,8 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
         if main and live_dir is not None:
             from dvclive import Live
 
-            callbacks.append(dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None))))
+            log = dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None)))
+            callbacks.append(lambda step, metrics: log(step, untimed(metrics)))
         if main:
             callbacks.append(progress("rft", cfg.steps, keys=("reward/mean", "reward/accuracy/mean", "policy/kl")))
         history = train_grpo(model, processor, samples, clips, cfg, seed=seed, kim_clips=kim_clips,
@@ -507,8 +530,7 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
                              on_step=both(*callbacks), accelerator=accelerator, out=out)
     if main:
         (Path(out) / STACK).write_text(json.dumps({"below": below}))
-        untimed = [{k: v for k, v in m.items() if not k.startswith("time/")} for m in history]
-        (Path(out) / HISTORY).write_text(json.dumps(untimed))
+        (Path(out) / HISTORY).write_text(json.dumps([untimed(m) for m in history]))
     accelerator.wait_for_everyone()
     return history
 
