@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: env study ablations tables test lab
+.PHONY: env study back ablations tables test lab
 
 env: $(VENV)/.synced
 
@@ -23,6 +23,11 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 study: env  # library notices a user cannot act on are silenced in the kernels (vrlib.stage.quiet)
 	dvc repro
+
+back: env  # after an experiment: the committed recipe again, every log, plot and metric from this machine's run of it
+	git stash push --include-untracked -m "make back: the experiment's edits (git stash pop brings them back)" -- vrlib notebooks params.yaml dvc.yaml
+	dvc repro  # the stages the experiment changed: rerun, or restored from DVC's run cache with their logs
+	dvc status
 
 ablations: env  # after `make study` and a commit: dvc exp run per RL variant -> metrics/ablations.json
 	python -m vrlib.ablations

@@ -61,3 +61,19 @@ def test_runs_on_other_items_are_refused(tmp_path):
 def test_a_revision_without_traces_here_says_to_run_the_baseline_on_this_machine(tmp_path):
     with pytest.raises(SystemExit, match="dvc exp run -n baseline"):
         compare.read_run("no-such-experiment-or-revision", root=".")
+
+
+def test_the_docs_noise_numbers_follow_the_params():
+    """docs/change-a-reward.md's items per family and points per item are the params' (eval's
+    split, weighted families), so they cannot go stale."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "params.yaml").read_text())["data"]
+    n = data["n_eval"] / sum(data["families"].values())  # every family weighs 1 in the study
+    assert set(data["families"].values()) == {1}, "weighted families: write the doc's numbers per family"
+    doc = " ".join((root / "docs/change-a-reward.md").read_text().split())
+    assert f"`eval` has {n:.0f} items per task family" in doc
+    assert f"by {100 / n:.1f} points" in doc
