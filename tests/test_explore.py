@@ -324,7 +324,7 @@ def test_gold_boxes_and_spans_are_drawn_on_their_frames(world_in_memory):
 
 # ----------------------------------------------------------------------------- TCR's two passes
 PASSES = {"g": {"problem_id": "g", "first": "<think>seen</think><answer>B</answer><glue>[(2.0, 3.0)]</glue>",
-                "clues": [(2.0, 3.0)], "span": (1.5, 3.5), "fps": [1.0, 8.0], "asked_fps": [1.0, 8.0]}}
+                "clues": [[2.0, 3.0]], "span": (1.5, 3.5), "fps": [1.0, 8.0], "asked_fps": [1.0, 8.0]}}
 
 
 def test_tcr_passes_round_trip(tmp_path):
@@ -345,7 +345,7 @@ def test_explorer_shows_tcr_pass_two_frames_and_both_passes(capsys):
     assert calls == ["g", ("g", 8.0, 1.5, 3.5)]  # pass 2's span at pass 2's fps
     out = capsys.readouterr().out
     assert "tcr pass 1: the whole video at 1.00 fps (asked 1.00), said B evidence [(2.0, 3.0)]" in out
-    assert "clues [(2.0, 3.0)]" in out
+    assert "clues [(2, 3)]" in out
     assert "tcr pass 2: 1.5 to 3.5 s, from the first clue to the last (padded) at 8.00 fps" in out
     assert "tcr " not in card(TRACES[2], GQA)  # the other models have one pass
     assert "not saved by this evaluation" in card(tcr, GQA)  # traces from before the passes were kept

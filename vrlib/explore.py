@@ -130,7 +130,8 @@ def tcr_lines(sample, passes: dict | None) -> list[str]:
         where = "the whole video (pass 1 named no valid clue)"
     fps, asked = passes["fps"], passes["asked_fps"]
     return [f"tcr pass 1: the whole video at {fps[0]:.2f} fps (asked {asked[0]:.2f}), said {said(first)}",
-            f"           clues {passes['clues'] if passes['clues'] is not None else '(none valid)'}",
+            "           clues " + ("(none valid)" if passes["clues"] is None else
+                                       "[" + ", ".join(f"({s:g}, {e:g})" for s, e in passes["clues"]) + "]"),
             f"tcr pass 2: {where} at {fps[1]:.2f} fps (asked {asked[1]:.2f}): the answer scored"]
 
 
