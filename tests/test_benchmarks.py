@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vrlib import benchmarks, evaluate, importers, tcr
+from vrlib import benchmarks, evaluate, importers, rollout, tcr
 from vrlib.config import BaseParams, DataParams, EvalParams
 from vrlib.evaluate import Trace, scored_text
 
@@ -118,22 +118,22 @@ def test_decode_resumes_after_a_crash_with_the_same_outputs(tiny, world_split, t
     _, samples, clips = world_split
     samples, clips = samples[:5], clips[:5]
     kw = dict(batch_size=2, max_new_tokens=6)
-    whole, whole_tr = evaluate.decode(model, processor, samples, clips, **kw)
+    whole, whole_tr = rollout.decode(model, processor, samples, clips, **kw)
     partial = tmp_path / "part.jsonl"
-    evaluate.decode(model, processor, samples, clips, partial=partial, key="k", **kw)
+    rollout.decode(model, processor, samples, clips, partial=partial, key="k", **kw)
     lines = partial.read_text().splitlines()
     assert json.loads(lines[0]) == {"key": "k"} and len(lines) == 6
     # a crash in the third batch: two batches written, the fifth item's line cut short
     partial.write_text("\n".join(lines[:5]) + "\n" + lines[5][:10])
     calls = []
-    real = evaluate.generate
-    monkeypatch.setattr(evaluate, "generate", lambda m, p, s, *a, **k: calls.append(len(s)) or real(m, p, s, *a, **k))
-    texts, tr = evaluate.decode(model, processor, samples, clips, partial=partial, key="k", name="eval sft", **kw)
+    real = rollout.generate
+    monkeypatch.setattr(rollout, "generate", lambda m, p, s, *a, **k: calls.append(len(s)) or real(m, p, s, *a, **k))
+    texts, tr = rollout.decode(model, processor, samples, clips, partial=partial, key="k", name="eval sft", **kw)
     assert calls == [1] and (texts, tr) == (whole, whole_tr)
     # the resumed run shows where it is: the one batch it decoded, the third of three
     assert capsys.readouterr().out.splitlines()[-1] == "eval sft  batch 3/3"
     calls.clear()  # another key (other model or settings): nothing reused
-    assert evaluate.decode(model, processor, samples, clips, partial=partial, key="other", **kw)[0] == whole
+    assert rollout.decode(model, processor, samples, clips, partial=partial, key="other", **kw)[0] == whole
     assert calls == [2, 2, 1]
 
 
