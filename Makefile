@@ -38,5 +38,5 @@ tables: env  # after your own `make study`: the README's and docs/results.md's t
 test: env
 	pytest
 
-lab: env
-	jupyter lab notebooks/
+lab: env  # a save keeps a notebook as committed (no outputs): dvc status stays clean (jupyter_server_config.py)
+	jupyter lab --config=jupyter_server_config.py notebooks/
