@@ -408,6 +408,7 @@ VIDEO_R1_EDGES = [  # what the schema allows beyond the real excerpts
 ]
 
 
+@pytest.mark.real_data  # its media are links to the real clips (real_media)
 def test_video_r1_empty_option_text_and_frame_folders(tmp_path):
     path = write(tmp_path, "edges.json", VIDEO_R1_EDGES)
     got = importers.video_r1(path, real_media("video_r1", path, tmp_path / "media"))
@@ -417,6 +418,7 @@ def test_video_r1_empty_option_text_and_frame_folders(tmp_path):
     assert got.labels["e2"] == {"benchmark": "MVBench", "task": "tvqa"}
 
 
+@pytest.mark.real_data  # its media are links to the real clips (real_media)
 @pytest.mark.parametrize("index, key, value, message", [
     (0, "solution", "<answer>C</answer>", "field 'solution': answer 'C' is not an option letter"),
     (0, "options", None, "field 'options': multiple choice needs options"),
