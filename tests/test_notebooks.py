@@ -131,3 +131,13 @@ def test_a_notebook_saved_by_jupyterlab_leaves_its_stage_up_to_date(tmp_path):
     edited["content"]["cells"][2]["source"] += "\nprint('mine')"
     asyncio.run(manager.save(edited, name))
     assert "changed deps" in dvc("status")
+
+
+def test_make_lab_kernels_talk_over_unix_sockets():
+    """ipykernel warns "Kernel is running over TCP without encryption" on every TCP start; the
+    kernels of `make lab` use IPC, which it recommends."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("jupyter_server_config.py", path=str(ROOT)).load_config()
+    assert config.KernelManager.transport == "ipc"
+    assert "jupyter_server_config.py" in (ROOT / "Makefile").read_text()
