@@ -91,6 +91,23 @@ def test_every_stage_deps_on_the_vrlib_modules_its_notebook_imports():
 
 
 
+def test_every_stage_notebook_declares_the_params_its_stage_lists():
+    """papermill injects the params.yaml sections a notebook's parameters cell declares
+    (`vrlib.stage.run`), and DVC reruns a stage when the params it lists change: the two are the
+    same names in the same order (`data.fps` lists the section `data`), or an edit of a section
+    the notebook reads would not rerun it."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    wrong = []
+    for name, stage in stages.items():
+        notebook = next(d for d in stage["deps"] if d.startswith("notebooks/"))
+        cell = json.loads((ROOT / notebook).read_text())["cells"][1]
+        declared = [node.targets[0].id for node in ast.parse("".join(cell["source"])).body]
+        listed = list(dict.fromkeys(p.split(".")[0] for p in stage.get("params", [])))
+        if declared != listed:
+            wrong.append(f"{name}: {notebook} declares {declared}, dvc.yaml lists {listed}")
+    assert not wrong, "notebook parameters and stage params disagree:\n" + "\n".join(wrong)
+
+
 def reruns(edited: str) -> set[str]:
     """The stages `dvc repro` reruns after an edit of the file `edited`: those that list it in
     their deps, then every stage with a dep on (or inside) an out of a stage that reruns."""
