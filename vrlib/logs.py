@@ -1,9 +1,12 @@
-"""Step logs: DVCLive's `dvclive/<stage>/plots/metrics/<name>.tsv` (one row per step), and a
-progress line on the terminal every few steps, which papermill streams while `dvc repro` runs."""
+"""Step logs: DVCLive's `dvclive/<stage>/plots/metrics/<name>.tsv` (one row per step), a
+progress line on the terminal every few steps, which papermill streams while `dvc repro` runs,
+and the machine a result was measured on."""
 from __future__ import annotations
 
+import platform
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -50,3 +53,24 @@ def both(*callbacks: Callable[[int, dict], None]) -> Callable[[int, dict], None]
         for f in callbacks:
             f(step, metrics)
     return on_step
+
+
+def cpu_name() -> str:
+    """The CPU model (float kernels differ between CPU kinds: results are bit-exact on one kind)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """What a result records of the machine that measured it: the CPU model and the vector kernels
+    torch picked on it (`AVX512`, `AVX2`, ...); the same study gives the same bytes on the same
+    kind only."""
+    import torch
+
+    return {"cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__}
