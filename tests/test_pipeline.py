@@ -15,7 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BUDGET = {
-    "data": {"n_pretrain": 32, "n_pretrain_tasks": 11, "n_sft": 11, "n_rl": 11, "n_eval": 11, "n_val": 11},  # 1 per family
+    "data": {"n_sft": 11, "n_rl": 11, "n_eval": 11, "n_val": 11},  # 1 per family
     "base": {"perception_steps": 10, "steps": 20, "vocab_size": 400},
     "sft": {"steps": 4, "batch_size": 4},
     "rft": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
@@ -162,7 +162,7 @@ def test_data_stage_imports_real_formats_and_counts_bad_media(study, tmp_path, o
     for i, vid in enumerate(["3MSZA", "AO8RW"]):  # Y6R7T.mp4 is missing
         video.write_mp4(media / f"{vid}.mp4", world.render(world.make_scene(0, i, duration=2)), 4)
     params = yaml.safe_load((study / "params.yaml").read_text())
-    params["data"] |= {"n_pretrain": 4, "n_sft": 4, "n_rl": 4, "on_bad_media": on_bad_media,
+    params["data"] |= {"n_sft": 4, "n_rl": 4, "on_bad_media": on_bad_media,
                        "on_bad_record": on_bad_media,
                        "imports": {"eval": [{"format": "charades_sta", "media_root": str(media),
                                              "path": str(ROOT / "tests/fixtures/importers/charades_sta.txt")},

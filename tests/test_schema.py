@@ -35,5 +35,5 @@ def test_tables_read_the_models_in_the_study_order():
 
 
 def test_data_params_name_the_known_splits_for_an_unknown_import():
-    with pytest.raises(config.ParamsError, match="data.imports.*test.*known: pretrain, pretrain_tasks, sft, rl, val, eval"):
+    with pytest.raises(config.ParamsError, match="data.imports.*test.*known: sft, rl, val, eval"):
         config.DataParams(imports={"test": []})

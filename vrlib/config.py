@@ -27,12 +27,6 @@ class DataParams:
     """Stage `data`: the synthetic video world (or imported real data) and how videos are
     sampled for the model."""
 
-    n_pretrain: int = 2000
-    """videos for the tiny base model's perception pretraining (family "inventory": every shape
-    and when it is visible; start-sorted captions left the base video-blind)."""
-    n_pretrain_tasks: int = 440
-    """items of `families` the tiny base then learns to answer as plain text, without tags
-    (`prompts.plain_target`): what a real base model brings before the SFT cold start."""
     n_sft: int = 330
     """items with a chain of thought for the SFT cold start, drawn from `families`."""
     n_rl: int = 500
@@ -86,29 +80,16 @@ class DataParams:
 
 @dataclass
 class BaseParams:
-    """Stage `base`: build and perception-pretrain the tiny model, or check a real checkpoint."""
+    """Stage `base`: check the base checkpoint, point the study at it, probe whether it sees."""
 
-    pretrained_dir: str = ""
-    """empty: build the tiny Qwen2.5-VL offline and pretrain it; else a local real checkpoint dir."""
-    vocab_size: int = 1024
-    """BPE vocabulary of the tiny tokenizer, trained on the study's own text."""
-    perception_steps: int = 750
-    """first phase: all weights, on the inventory of `data.n_pretrain` videos. With 500 steps on
-    533 inventory videos (mixed with other text, or alone) the tiny base stayed video-blind: the
-    same text for every video. On 2,000 videos the loss drops below the text prior at ~300-400
-    steps, the sign that it reads the video."""
-    steps: int = 150
-    """second phase: the language model only (vision tower frozen, so what it learnt to see is
-    kept), on the `data.n_pretrain_tasks` items answered as plain text."""
-    tasks_lr: float = 1e-3
-    """AdamW learning rate of the second phase."""
-    batch_size: int = 16
-    """examples per optimizer step, in both phases."""
-    lr: float = 1e-3
-    """AdamW learning rate of the first phase; the tiny model stayed at chance at 1e-3 without
-    clipping (1,200 steps), and learned with `grad_clip`."""
-    grad_clip: float = 1.0
-    """gradient norm clip in both phases (0: none)."""
+    pretrained_dir: str = "models/tiny-base"
+    """the base checkpoint directory: the committed tiny Qwen2.5-VL (`make pretrain` writes it,
+    with card.json), or a local real checkpoint such as checkpoints/Qwen2.5-VL-7B-Instruct."""
+    probe_videos: int = 300
+    """held-out videos of the perception probes (metrics/base.json), from the base's own probe
+    stream, never in a training or study split; a base without card.json is not probed."""
+    probe_batch: int = 32
+    """videos per greedy batch in the probes."""
     dtype: str = "float32"
     """float32 | bfloat16 | float16: weights outside the 4-bit layers and the 4-bit compute dtype,
     in every stage that loads the model (bfloat16 on a GPU)."""
@@ -303,6 +284,60 @@ class EvalParams:
 
 
 @dataclass
+class PretrainParams:
+    """`make pretrain`, not a study stage: the embedded tiny Qwen2.5-VL, pretrained once to see the
+    world and committed in `out_dir` with its card (vrlib.pretrain). The study starts from it as a
+    real study starts from Qwen's weights; a new version is committed only when this recipe changes."""
+
+    seed: int = 0
+    """initial weights and the order of the batches."""
+    data_seed: int = 0
+    """the world's pretraining streams (`pretrain.STREAMS`), disjoint from every study split."""
+    out_dir: str = "models/tiny-base"
+    """the git-tracked checkpoint directory `base.pretrained_dir` names."""
+    n_videos: int = 5000
+    """training videos (8 s, 1-3 shapes each), decoded once and cached as arrays."""
+    image_frac: float = 0.3
+    """share of each batch given as one frame (an image: "the red circle. the blue square."):
+    shape is one token in a video's inventory; frames make it dense at an eighth of the cost."""
+    n_tasks: int = 440
+    """items of the study's task families (40 each), answered as plain text in the second phase."""
+    n_corpus: int = 200
+    """items per family whose text trains the tokenizer."""
+    n_probe: int = 300
+    """held-out videos of the final probes (card.json)."""
+    n_probe_val: int = 64
+    """held-out videos probed every `probe_every` steps (the choices are made on these)."""
+    vocab_size: int = 1024
+    """BPE vocabulary, trained on the world's text with Qwen's special tokens."""
+    hidden_size: int = 192
+    """text model width; the vision merger projects to it."""
+    num_hidden_layers: int = 4
+    intermediate_size: int = 512
+    vision_hidden_size: int = 96
+    vision_depth: int = 3
+    vision_init_std: float = 0.1
+    """std of the vision tower's random Linear/Conv weights (HF's 0.02 left it blind)."""
+    steps: int = 3600
+    """first phase: all weights, videos and frames of the world."""
+    batch_size: int = 16
+    lr: float = 1e-3
+    """AdamW, linear warmup then cosine decay to 0 (the tiny model stayed at chance without clipping)."""
+    vision_lr: float = 1e-3
+    """the vision tower's rate (patch embedding, blocks, merger)."""
+    warmup: int = 100
+    grad_clip: float = 1.0
+    tasks_steps: int = 200
+    """second phase: the language model only (vision frozen), half task items as plain text, half
+    perception (so it keeps listing what it sees)."""
+    tasks_lr: float = 1e-3
+    probe_every: int = 400
+    probe_batch: int = 32
+    checkpoint_every: int = 100
+    """resume point (checkpoints/pretrain/): a killed run goes on from here."""
+
+
+@dataclass
 class AnalysisParams:
     """Stage `analysis`: how many best and worst items to show with their frames."""
 
@@ -333,6 +368,8 @@ class Params:
     """stage `eval` (05_eval)."""
     analysis: AnalysisParams = field(default_factory=AnalysisParams)
     """stage `analysis` (06_error_analysis)."""
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    """`make pretrain` (vrlib.pretrain), outside the study's stages."""
 
 
 def parse(cls, values: dict | None, where: str = ""):
@@ -361,7 +398,7 @@ def parse(cls, values: dict | None, where: str = ""):
 
 
 SECTIONS = {"data": DataParams, "base": BaseParams, "sft": SFTParams, "rft": RFTParams,
-            "evaluation": EvalParams, "analysis": AnalysisParams}
+            "evaluation": EvalParams, "analysis": AnalysisParams, "pretrain": PretrainParams}
 
 
 def preset(scale: str, presets: dict, name: str) -> dict:

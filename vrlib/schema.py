@@ -29,11 +29,12 @@ DATA_TYPES = ("video", "image")
 FAMILIES = ("grounding", "tracking", "choice", "order", "count", "distance", "ocr",
             "describe", "gqa", "cups", "image")
 """The question families of the synthetic world, the default mix of `data.families`;
-`vrlib.tasks.FAMILIES` holds their generators, plus the pretraining `inventory`."""
+`vrlib.tasks.FAMILIES` holds their generators, plus the pretraining `inventory` (vrlib.pretrain)."""
 
-SPLITS = ("pretrain", "pretrain_tasks", "sft", "rl", "val", "eval")
-"""The data stage's splits: the tiny base's perception and plain-answer pretraining, the SFT
-cold start, RL, validation (every choice is made there) and the held-out test split `eval`."""
+SPLITS = ("sft", "rl", "val", "eval")
+"""The data stage's splits: the SFT cold start, RL, validation (every choice is made there) and
+the held-out test split `eval`. The tiny base's pretraining draws its own streams
+(`vrlib.pretrain.STREAMS`), outside the study."""
 
 ON_BAD_MEDIA = ("stop", "skip")
 """What an import does with a missing or undecodable media file (`data.on_bad_media`)."""

@@ -1,7 +1,7 @@
 """Supervised next-token training on (video, prompt) -> target, loss on the target tokens only.
 
-Used twice: the tiny base model's perception pretraining (all weights, inventory targets) and
-the SFT cold start (LoRA, chain-of-thought targets). TRL's SFTTrainer has no video collator
+The SFT cold start (LoRA, chain-of-thought targets); the tiny base's pretraining has its own
+resumable loop (vrlib.pretrain). TRL's SFTTrainer has no video collator
 (trl's `DataCollatorForVisionLanguageModeling` reads images only), and this loop is 30 lines.
 
 The video processor's output depends only on the clip, so it is computed once per item and

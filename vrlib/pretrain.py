@@ -1,0 +1,542 @@
+"""Perception pretraining of the embedded tiny Qwen2.5-VL, run once (`make pretrain`) and shipped.
+
+A Video-R1 run starts from Qwen2.5-VL's weights; nobody pretrains Qwen inside it. The embedded
+study does the same: this module builds the tokenizer and a tiny Qwen2.5-VL (the real classes and
+processor), teaches it to see the synthetic world, and writes a checkpoint directory with a
+`card.json` (recipe, seeds, steps, wall time, probe scores, the weights' sha256) that git tracks
+and `base.pretrained_dir` names. The study loads it as it loads a real checkpoint.
+
+Two phases, as a real VLM's stages: (1) perception, all weights, on MP4 videos of the world
+(an inventory of every shape with its times) mixed with single frames (the shapes in the
+frame: shape is a small part of the video's text, the frames make it dense and cost an eighth
+of a video); (2) every task family answered as plain text, the vision tower frozen.
+Every example is drawn from the world's seed streams named below, disjoint from the study's
+splits, and decoded from MP4 by the study's own path (`data.load_media`), so the frames are the
+ones the study feeds the model, compression artefacts included.
+
+Resumable: a checkpoint (weights, optimizer, schedule, step) every `checkpoint_every` steps;
+the batch of step k is drawn from rng (seed, k), so a resumed run gives the same weights, bit
+for bit, as an uninterrupted one (tests/test_pretrain.py).
+
+The probes say whether a base sees, and reads the video in order: greedy inventories of
+held-out videos scored against the scenes (`probe`), again with the frames shuffled and with
+another video's frames.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vrlib import tasks, video, world
+from vrlib.data import atomic_write_json, load_media, split_seed
+from vrlib.logs import cpu_name, machine, progress
+from vrlib.prompts import encode_examples, plain_target, user_text
+from vrlib.schema import Sample
+
+STREAMS = ("pretrain/videos", "pretrain/tasks", "pretrain/probe", "pretrain/probe_val", "pretrain/corpus")
+"""The world streams of pretraining (`data.split_seed(data_seed, name)`): training videos and
+frames, plain-text task items, the probes' held-out videos, the probes' validation videos
+(checked during training, every choice made on them), and text-only items for the tokenizer.
+No study split uses these names, so no scene is shared with sft, rl, val or eval."""
+
+LIST = "List the shapes with their times."
+LIST_FRAME = "List the shapes in the image."
+
+
+def prompt(data_type: str = "video") -> Sample:
+    """The inventory question (a video) or the frame question (an image); also the probes' prompt."""
+    return Sample(problem_id="inventory", problem=LIST if data_type == "video" else LIST_FRAME,
+                  data_type=data_type, problem_type="free-form", options=[], solution="",
+                  path="", data_source="world/inventory", duration=0.0, fps=0.0)
+
+
+def frame_inventory(scene: world.Scene, t: float) -> str:
+    """The shapes visible at time t, by colour: "the blue square. the red circle." ("no shapes.")."""
+    here = sorted((a for a in scene.actors if a.start <= t < a.end), key=lambda a: a.colour)
+    return " ".join(f"the {a.colour} {a.shape}." for a in here) or "no shapes."
+
+
+# ----------------------------------------------------------------------------- the world, decoded
+@dataclass
+class Videos:
+    """n world scenes and their frames as the study decodes them (MP4 -> decord -> 2 fps)."""
+
+    scenes: list
+    frames: np.ndarray  # (n, T, H, W, 3) uint8, a memmap when cached on disk
+    fps: float          # the sampled rate, the same for every video of the world
+    timestamps: np.ndarray  # (T,) seconds of each sampled frame
+
+    def clip(self, i: int, frames: np.ndarray | None = None) -> video.Clip:
+        f = self.frames[i] if frames is None else frames
+        return video.Clip(frames=np.asarray(f), fps=self.fps, indices=np.arange(len(f)),
+                          timestamps=self.timestamps, duration=self.scenes[0].duration,
+                          native_fps=float(self.scenes[0].fps), path="")
+
+
+def world_videos(seed: int, stream: str, n: int, spec: tasks.WorldSpec, *, fps: float,
+                 min_frames: int, max_frames: int, cache: str | Path | None = None,
+                 name: str = "") -> Videos:
+    """Render n inventory scenes of `stream`, write each as MP4, decode it as the study does.
+
+    With `cache`, the decoded frames are kept in `<cache>/<key>.npy` (written atomically), so a
+    resumed or repeated run decodes nothing."""
+    s = split_seed(seed, stream)
+    scenes = [world.make_scene(s, i, duration=spec.duration, fps=spec.fps, size=spec.size) for i in range(n)]
+    key = hashlib.sha256(json.dumps([seed, stream, n, asdict(spec), fps, min_frames, max_frames]).encode()).hexdigest()[:16]
+    path = Path(cache) / f"{stream.replace('/', '-')}-{key}.npy" if cache else None
+    meta = path.with_suffix(".json") if path else None
+    if path is not None and path.is_file() and meta.is_file():
+        info = json.loads(meta.read_text())
+        return Videos(scenes, np.load(path, mmap_mode="r"), info["fps"], np.array(info["timestamps"]))
+    show = progress(f"pretrain: decode {name or stream}", n, keys=(), unit="video") if name else None
+    out, clip = None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, scene in enumerate(scenes):
+            mp4 = Path(tmp) / "v.mp4"
+            video.write_mp4(mp4, world.render(scene), spec.fps)
+            clip = load_media(mp4, "video", fps=fps, min_frames=min_frames, max_frames=max_frames)
+            if out is None:
+                out = np.empty((n, *clip.frames.shape), np.uint8)
+            out[i] = clip.frames
+            if show:
+                show(i, {})
+    vids = Videos(scenes, out, float(clip.fps), np.asarray(clip.timestamps))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with video.atomic_path(path) as tmp_path:
+            with open(tmp_path, "wb") as f:
+                np.save(f, out)
+        atomic_write_json(meta, {"fps": vids.fps, "timestamps": vids.timestamps.tolist()})
+    return vids
+
+
+def task_items(seed: int, n: int, spec: tasks.WorldSpec, *, fps: float, min_frames: int,
+               max_frames: int) -> tuple[list[Sample], list[video.Clip]]:
+    """n items of every study family (not the inventory), round robin, decoded like the study's."""
+    from vrlib.data import world_record
+
+    families = [f for f in tasks.FAMILIES if f != "inventory"]
+    plan = tasks.mixture({f: 1 for f in families}, n)
+    s = split_seed(seed, STREAMS[1])
+    samples, clips = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            item = tasks.FAMILIES[plan[i]](s, i, spec)
+            path = Path(tmp) / (f"{i}.png" if item.data_type == "image" else f"{i}.mp4")
+            if item.data_type == "image":
+                video.write_image(path, item.frames[0])
+            else:
+                video.write_mp4(path, item.frames, spec.fps)
+            clips.append(load_media(path, item.data_type, fps=fps, min_frames=min_frames, max_frames=max_frames))
+            samples.append(world_record(item, f"pretrain_task_{i:05d}", plan[i], spec, path=str(path)))
+    return samples, clips
+
+
+def corpus(seed: int, n: int, spec: tasks.WorldSpec) -> list[str]:
+    """The tokenizer's text: the prompts and targets of pretraining and of n items per family
+    from their own stream (the study's questions and chains of thought in the world's words)."""
+    s = split_seed(seed, STREAMS[4])
+    texts = [user_text(prompt("video")), user_text(prompt("image")), "no shapes."]
+    for f, gen in tasks.FAMILIES.items():
+        for i in range(n):
+            item = gen(s, i, spec) if f != "inventory" else None
+            if item is None:
+                scene = world.make_scene(s, i, duration=spec.duration, fps=spec.fps, size=spec.size)
+                texts += [world.inventory(scene), frame_inventory(scene, float(i % spec.duration))]
+                continue
+            sample = Sample(problem_id="", problem=item.problem, data_type=item.data_type,
+                            problem_type=item.problem_type, options=item.options, solution=item.solution,
+                            path="", data_source="", duration=0.0, fps=0.0, process=item.process)
+            texts += [user_text(sample), item.process + item.solution, plain_target(sample)]
+    return texts
+
+
+# ----------------------------------------------------------------------------- probes
+_OBJECT = re.compile(r"the (\w+) (\w+) is first seen at (\d+(?:\.\d+)?) seconds and last seen before "
+                     r"(\d+(?:\.\d+)?) seconds")
+
+
+def read_inventory(text: str) -> list[tuple[str, str, float, float]]:
+    """(colour, shape, start, end) of each object an inventory names; unreadable text names none.
+
+    read_inventory("the red circle is first seen at 2.0 seconds and last seen before 5.0
+    seconds, so ...") == [("red", "circle", 2.0, 5.0)]"""
+    return [(c, s, float(a), float(b)) for c, s, a, b in _OBJECT.findall(text)]
+
+
+def score_inventories(texts: list[str], scenes: list, tol: float = 0.5) -> dict:
+    """The probes from greedy inventories of `scenes`' videos:
+    - objects_f1: F1 of the named (colour, shape) set against the scene's, pooled over videos;
+    - span_acc: share of true objects named with start and end each within `tol` seconds;
+    - first_acc: on videos with >= 2 objects and one first to appear, the share whose object
+      named with the earliest start (and only it) is that one."""
+    tp = fp = fn = spans = n_obj = first_ok = n_first = 0
+    for text, scene in zip(texts, scenes):
+        named = {}
+        for c, s, a, b in read_inventory(text):
+            named.setdefault((c, s), (a, b))
+        truth = {(a.colour, a.shape): (float(a.start), float(a.end)) for a in scene.actors}
+        tp += len(named.keys() & truth.keys())
+        fp += len(named.keys() - truth.keys())
+        fn += len(truth.keys() - named.keys())
+        n_obj += len(truth)
+        spans += sum(k in named and abs(named[k][0] - t0) <= tol and abs(named[k][1] - t1) <= tol
+                     for k, (t0, t1) in truth.items())
+        starts = sorted(t0 for t0, _ in truth.values())
+        if len(starts) >= 2 and starts[0] < starts[1]:
+            n_first += 1
+            first = min(truth, key=lambda k: truth[k][0])
+            earliest = min((a for a, _ in named.values()), default=None)
+            said = [k for k, (a, _) in named.items() if a == earliest]
+            first_ok += said == [first]
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return {"n": len(texts), "objects_f1": round(f1, 4), "span_acc": round(spans / max(n_obj, 1), 4),
+            "first_acc": round(first_ok / max(n_first, 1), 4), "n_first": n_first}
+
+
+def inventories(model, processor, vids: Videos, order: str = "ordered", *, batch_size: int = 32,
+                max_new_tokens: int = 160, seed: int = 0, name: str = "") -> list[str]:
+    """Greedy inventories of every video: "ordered" frames, "shuffled" frames (a random order per
+    video, other than the true one), or "swapped" (video i gets video i+1's frames)."""
+    from vrlib.rollout import generate
+
+    rng = np.random.default_rng(seed)
+    clips = []
+    for i in range(len(vids.scenes)):
+        if order == "ordered":
+            clips.append(vids.clip(i))
+        elif order == "shuffled":
+            clips.append(video.shuffle_clip(vids.clip(i), rng))
+        elif order == "swapped":
+            clips.append(vids.clip(i, vids.frames[(i + 1) % len(vids.scenes)]))
+        else:
+            raise ValueError(f"order must be ordered, shuffled or swapped, got {order!r}")
+    texts = []
+    show = progress(name, math.ceil(len(clips) / batch_size), keys=(), unit="batch", lines=4) if name else None
+    for b, i in enumerate(range(0, len(clips), batch_size)):
+        chunk = clips[i:i + batch_size]
+        texts += generate(model, processor, [prompt()] * len(chunk), chunk, max_new_tokens=max_new_tokens,
+                          do_sample=False).texts
+        if show:
+            show(b, {})
+    return texts
+
+
+def probe(model, processor, vids: Videos, *, orders=("ordered", "shuffled", "swapped"),
+          batch_size: int = 32, name: str = "") -> dict:
+    """{"probes": ..., "probes_shuffled": ..., "probes_swapped": ...} (score_inventories each)."""
+    keys = {"ordered": "probes", "shuffled": "probes_shuffled", "swapped": "probes_swapped"}
+    return {keys[o]: score_inventories(inventories(model, processor, vids, o, batch_size=batch_size,
+                                                   name=f"{name} {o}" if name else ""), vids.scenes)
+            for o in orders}
+
+
+# ----------------------------------------------------------------------------- training
+def param_groups(model, lr: float, vision_lr: float) -> list[dict]:
+    """The vision tower (patch embedding, blocks, merger) at `vision_lr`, the rest at `lr`
+    (nanoVLM gives its projector its own, larger rate)."""
+    visual = {id(p) for p in model.model.visual.parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if id(p) in visual], "lr": vision_lr},
+            {"params": [p for p in params if id(p) not in visual], "lr": lr}]
+
+
+def draw(step: int, seed: int, n_videos: int, batch_size: int, image_frac: float) -> list[tuple[int, int]]:
+    """The examples of step `step`: (video, -1) for a whole video or (video, frame) for one of its
+    frames as an image, from rng (seed, step) so a resumed run draws the same batches."""
+    rng = np.random.default_rng([seed, step])
+    idx = rng.choice(n_videos, size=batch_size, replace=False)
+    frame = rng.integers(0, 1 << 30, size=batch_size)
+    image = rng.random(batch_size) < image_frac
+    return [(int(i), int(f) if im else -1) for i, f, im in zip(idx, frame, image)]
+
+
+def perception_examples(vids: Videos, picks: list[tuple[int, int]]) -> tuple[list, list, list[str]]:
+    """(samples, clips, targets) of `draw`'s picks: a video's inventory, or one frame's shapes."""
+    samples, clips, targets = [], [], []
+    for i, f in picks:
+        scene = vids.scenes[i]
+        if f < 0:
+            samples.append(prompt("video"))
+            clips.append(vids.clip(i))
+            targets.append(world.inventory(scene))
+        else:
+            k = f % len(vids.timestamps)
+            samples.append(prompt("image"))
+            clips.append(replace(vids.clip(i, vids.frames[i][k:k + 1]), timestamps=vids.timestamps[k:k + 1],
+                                 indices=np.array([k])))
+            targets.append(frame_inventory(scene, float(vids.timestamps[k])))
+    return samples, clips, targets
+
+
+def fingerprint(recipe: dict) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def save_state(path: Path, model, optimizer, schedule, step: int, key: str, log: list) -> None:
+    """Weights, optimizer, schedule and step, atomically (a kill never leaves a half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with video.atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "step": step, "key": key, "log": log}, tmp)
+
+
+def _step(path: Path) -> int:
+    return int(path.stem.split("step")[-1])
+
+
+def latest_state(folder: Path, key: str, at_most: int) -> Path | None:
+    """The last checkpoint of recipe `key` in `folder` at or below step `at_most`, or None."""
+    found = sorted((p for p in folder.glob(f"{key}-step*.pt") if _step(p) <= at_most), key=_step)
+    return found[-1] if found else None
+
+
+def train_phase(model, batch_of, *, steps: int, groups: list[dict], grad_clip: float, warmup: int,
+                state_dir: Path | None, key: str, checkpoint_every: int, total: int | None = None,
+                on_step=None, keep: int = 2) -> list[dict]:
+    """AdamW, linear warmup then cosine decay to 0 at `total` (default `steps`) steps,
+    `batch_of(step)` -> encoded batch; resumes from the last checkpoint of `key` in `state_dir`
+    (at or below `steps`). Returns one dict of metrics per step."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    schedule = get_cosine_schedule_with_warmup(optimizer, warmup, total or steps)
+    params = [p for g in groups for p in g["params"]]
+    start, log = 0, []
+    last = latest_state(state_dir, key, steps) if state_dir else None
+    if last is not None:
+        state = torch.load(last, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, log = state["step"], state["log"]
+        print(f"pretrain: resumed from {last} (step {start}/{steps})", flush=True)
+    elif state_dir is not None:
+        phase = key.rsplit("-", 1)[-1]
+        others = [p for p in state_dir.glob(f"*-{phase}-step*.pt") if not p.name.startswith(f"{key}-")]
+        why = f"({len(others)} checkpoints of other recipes ignored)" if others else "(no checkpoint of this recipe)"
+        print(f"pretrain: fresh start of {key} {why}", flush=True)
+    model.train()
+    for step in range(start, steps):
+        batch = batch_of(step)
+        loss = model(**batch).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"pretraining loss is {loss.item()} at step {step}")
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        row = {"train/loss": loss.item(), "train/grad_norm": grad_norm.item(),
+               "train/lr": schedule.get_last_lr()[-1]}
+        log.append(row)
+        if on_step is not None:
+            on_step(step, row)
+        done = step + 1
+        if state_dir is not None and (done % checkpoint_every == 0 or done == steps):
+            save_state(state_dir / f"{key}-step{done}.pt", model, optimizer, schedule, done, key, log)
+            for old in sorted(state_dir.glob(f"{key}-step*.pt"), key=_step)[:-keep]:
+                old.unlink()
+    model.eval()
+    return log
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- the whole run
+def shape_of(cfg) -> "TinyShape":
+    from vrlib.model import TinyShape
+
+    return TinyShape(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_hidden_layers,
+                     intermediate_size=cfg.intermediate_size, vision_hidden_size=cfg.vision_hidden_size,
+                     vision_depth=cfg.vision_depth, vision_init_std=cfg.vision_init_std)
+
+
+def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: str | Path | None = "dvclive/pretrain",
+        stop_after: int | None = None) -> dict:
+    """`make pretrain`: the tiny base from nothing to `cfg.out_dir` (weights, processor, card.json).
+
+    `cfg` is params.yaml's `pretrain` section, `dcfg` its `data` section (the world's size and the
+    study's frame sampling, so the base sees what the study feeds it). `stop_after` ends after that
+    many perception steps, without writing the base (the tests' "first steps")."""
+    from vrlib.model import build_tiny, freeze_vision, save_checkpoint
+
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    spec = tasks.WorldSpec(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size, track_boxes=dcfg.track_boxes)
+    sampling = dict(fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
+    recipe = {"pretrain": asdict(cfg) | {"out_dir": None, "probe_every": None, "checkpoint_every": None},
+              "world": asdict(spec), "sampling": sampling, "version": 1}
+    key = fingerprint(recipe)
+    state_dir = Path(state_dir) if state_dir is not None else None
+    cache = state_dir / "frames" if state_dir is not None else None
+    vids = world_videos(cfg.data_seed, STREAMS[0], cfg.n_videos, spec, cache=cache, name="train videos", **sampling)
+    val = world_videos(cfg.data_seed, STREAMS[3], cfg.n_probe_val, spec, cache=cache, **sampling)
+    task_samples, task_clips = task_items(cfg.data_seed, cfg.n_tasks, spec, **sampling)
+    task_targets = [plain_target(s) for s in task_samples]
+    tmp = Path(tempfile.mkdtemp(prefix="tiny-base-"))
+    model, processor = build_tiny(tmp, corpus(cfg.data_seed, cfg.n_corpus, spec), max_pixels=dcfg.max_pixels,
+                                  seed=cfg.seed, shape=shape_of(cfg))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"pretrain: {n_params / 1e6:.2f} M parameters, recipe {key}", flush=True)
+
+    def on_probe(step: int, row: dict) -> None:
+        if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
+            scores = score_inventories(inventories(model, processor, val, batch_size=cfg.probe_batch), val.scenes)
+            row.update({f"probe_val/{k}": v for k, v in scores.items() if k in PROBE_KEYS})
+            print(f"pretrain: step {step + 1} val probes " + "  ".join(f"{k} {scores[k]:.2f}" for k in PROBE_KEYS),
+                  flush=True)
+            model.train()
+
+    def perception(step: int) -> dict:
+        return encode_examples(processor, *perception_examples(
+            vids, draw(step, cfg.seed, len(vids.scenes), cfg.batch_size, cfg.image_frac)))
+
+    show = progress("pretrain: perception", cfg.steps, lines=max(10, cfg.steps // 100))
+    steps = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
+    def on_first(step: int, row: dict) -> None:
+        if step + 1 == FIRST_STEPS:
+            row["first_steps_sha256"] = state_hash(model)
+
+    log1 = train_phase(model, perception, steps=steps, total=cfg.steps,
+                       groups=param_groups(model, cfg.lr, cfg.vision_lr), grad_clip=cfg.grad_clip,
+                       warmup=cfg.warmup, state_dir=state_dir, key=f"{key}-perception",
+                       checkpoint_every=cfg.checkpoint_every,
+                       on_step=lambda s, r: (on_first(s, r), show(s, r), stop_after is None and on_probe(s, r)))
+    if stop_after is not None:
+        shutil.rmtree(tmp)
+        return {"model": model, "log": log1}
+
+    freeze_vision(model)
+    half = cfg.batch_size // 2
+
+    def plain_tasks(step: int) -> dict:
+        # half task items, half perception: the language model learns the tasks without forgetting how to list
+        rng = np.random.default_rng([cfg.seed, 1, step])
+        idx = rng.choice(len(task_samples), size=half, replace=False)
+        s, c, t = perception_examples(vids, draw(cfg.steps + step, cfg.seed, len(vids.scenes),
+                                                 cfg.batch_size - half, cfg.image_frac))
+        return encode_examples(processor, [task_samples[i] for i in idx] + s, [task_clips[i] for i in idx] + c,
+                               [task_targets[i] for i in idx] + t)
+
+    log2 = train_phase(model, plain_tasks, steps=cfg.tasks_steps,
+                       groups=param_groups(model, cfg.tasks_lr, 0.0)[1:], grad_clip=cfg.grad_clip,
+                       warmup=min(cfg.warmup, cfg.tasks_steps // 10), state_dir=state_dir, key=f"{key}-tasks",
+                       checkpoint_every=cfg.checkpoint_every, on_step=progress("pretrain: tasks", cfg.tasks_steps))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    held = world_videos(cfg.data_seed, STREAMS[2], cfg.n_probe, spec, cache=cache, **sampling)
+    probes = probe(model, processor, held, batch_size=cfg.probe_batch, name="pretrain: probes")
+    save_checkpoint(model, processor, tmp)
+    weights = tmp / "model.safetensors"
+    card = {"params": n_params, "recipe": recipe, "recipe_key": key, "steps": {"perception": cfg.steps,
+            "tasks": cfg.tasks_steps}, "wall_time_s": round(time.time() - t0), **machine(), **probes,
+            "sha256": {"model.safetensors": sha256(weights)},
+            "first_steps": {"steps": FIRST_STEPS, "sha256": log1[FIRST_STEPS - 1]["first_steps_sha256"]}}
+    atomic_write_json(tmp / "card.json", card)
+    out = Path(cfg.out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    if live_dir:
+        write_logs(live_dir, log1 + log2)
+    print(f"pretrain: wrote {out} ({weights_mb(out):.1f} MB) in {(time.time() - t0) / 60:.1f} min", flush=True)
+    return card
+
+
+PROBE_KEYS = ("objects_f1", "span_acc", "first_acc")
+FIRST_STEPS = 2
+"""The card keeps the hash of the weights after this many perception steps, which a test recomputes."""
+
+
+def state_hash(model) -> str:
+    """sha256 of every weight's bytes, in name order: equal hashes, bit-identical weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def weights_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in Path(folder).iterdir()) / 2**20
+
+
+def write_logs(live_dir: str | Path, log: list[dict]) -> None:
+    """The run's step log through DVCLive (`dvc plots`: loss, and the val probes over steps),
+    written whole from the checkpointed log, so a resumed run's plots have no gaps or repeats."""
+    from dvclive import Live
+
+    shutil.rmtree(live_dir, ignore_errors=True)
+    with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live:
+        for row in log:
+            for name, value in row.items():
+                if isinstance(value, float) and name != "train/lr" or name.startswith("probe_val/"):
+                    live.log_metric(name, value)
+            live.next_step()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from vrlib import config
+    from vrlib.stage import quiet
+
+    quiet()
+    ap = argparse.ArgumentParser(description="pretrain the embedded tiny base (params.yaml `pretrain`), resumable")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    params = config.load(args.params)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    card = run(params.pretrain, params.data)
+    print(json.dumps({k: card[k] for k in ("params", "probes", "probes_shuffled", "probes_swapped")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
+
+
+CARD = "card.json"
+
+
+def read_card(model_dir: str | Path) -> dict | None:
+    """A pretrained tiny base's card, its weights checked against the card's sha256 (a clear
+    error if they differ: the directory was changed after pretraining); None for a directory
+    without a card (a real checkpoint)."""
+    path = Path(model_dir) / CARD
+    if not path.is_file():
+        return None
+    card = json.loads(path.read_text())
+    for name, want in card["sha256"].items():
+        got = sha256(Path(model_dir) / name)
+        if got != want:
+            raise ValueError(f"{Path(model_dir) / name}: sha256 {got[:12]}..., its {CARD} says {want[:12]}...: "
+                             "the weights are not the pretrained ones; restore them (`git checkout -- "
+                             f"{model_dir}`) or pretrain again (`make pretrain`)")
+    return card
+
+
+def probe_videos(card: dict, n: int, *, fps: float, min_frames: int, max_frames: int) -> Videos:
+    """The probes' held-out videos of a carded base: its own world, its probe stream, decoded
+    with the study's sampling (the frames the study feeds it)."""
+    spec = tasks.WorldSpec(**card["recipe"]["world"])
+    return world_videos(card["recipe"]["pretrain"]["data_seed"], STREAMS[2], n, spec, fps=fps,
+                        min_frames=min_frames, max_frames=max_frames)
