@@ -16,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BUDGET = {
     "data": {"n_sft": 11, "n_rl": 11, "n_eval": 11, "n_val": 11},  # 1 per family
-    "base": {"perception_steps": 10, "steps": 20, "vocab_size": 400},
+    "base": {"probe_videos": 4, "probe_batch": 4},  # the committed tiny base (models/tiny-base), probed on 4 videos
     "sft": {"steps": 4, "batch_size": 4},
     "rft": {"steps": 2, "prompts_per_step": 2, "group_size": 2, "max_completion_length": 8,
             "checkpoint_every": 1, "algo": "t_grpo", "relative": True},
@@ -55,6 +55,9 @@ def study(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_dvc_repro_runs_the_whole_study(study):
     run(["dvc", "repro"], study)
+    base = json.loads((study / "metrics/base.json").read_text())
+    assert base["probes"]["n"] == 4 and set(base) == {"params", "probes", "probes_shuffled", "probes_swapped"}
+    assert json.loads((study / "models/base/pointer.json").read_text())["path"] == "models/tiny-base"
     metrics = json.loads((study / "metrics/eval.json").read_text())
     assert set(metrics) == {"base", "sft", "rft", "rft_tcr"}  # rft_tcr: RFT with two passes (TCR)
     setup = json.loads((study / "metrics/eval_settings.json").read_text())
