@@ -164,6 +164,13 @@ def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,
     return samples, clips
 
 
+def load_kim_clips(samples: list[Sample], jsonl_path: str | os.PathLike, dcfg) -> list[video.Clip | None]:
+    """The key-information-missing clip of each sample that has one (`kim_path`), else None."""
+    return [None if not getattr(s, "kim_path", None) else
+            load_media(video_path(s, jsonl_path, "kim_path"), s.data_type, fps=dcfg.fps,
+                       min_frames=dcfg.min_frames, max_frames=dcfg.max_frames) for s in samples]
+
+
 def load_media(path: str | os.PathLike, data_type: str, *, fps: float, min_frames: int,
                max_frames: int, start: float = 0.0, end: float | None = None) -> video.Clip:
     """An image as a one-frame clip, or frames sampled from a video (or its [start, end] s) or

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vrlib.model import TRAINED
+from vrlib.model import TRAINED, save_checkpoint
 from vrlib.video import atomic_path
 
 
@@ -55,8 +55,33 @@ class Engine:
             if self.zero3:  # the adapter is gathered whole for checkpoints (accelerator.get_state_dict)
                 ds.setdefault("zero_optimization", {})["stage3_gather_16bit_weights_on_model_save"] = True
 
+    def prepare(self, model, optimizer, grad_clip: float, state: dict | None = None):
+        """The model and optimizer as this engine runs them, a checkpoint's `state` loaded in: the
+        adapter before wrapping (every process holds the whole model), the optimizer state after
+        (under FSDP it is sharded like the wrapped model)."""
+        if state is not None:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, state["adapter"])
+        if self.acc is not None:
+            self.configure(model, grad_clip)
+            model, optimizer = self.acc.prepare(model, optimizer)
+        if state is not None:
+            self.load_optimizer_state(optimizer, state)
+        return model, optimizer
+
     def gather(self, x: torch.Tensor) -> torch.Tensor:  # concatenated in process order
         return x if self.n == 1 else self.acc.gather(x.to(self.acc.device)).cpu()
+
+    def most(self, n: int) -> int:  # the largest n over processes
+        return int(self.gather(torch.tensor([n])).max()) if self.n > 1 else n
+
+    def sum(self, values: dict[str, float]) -> dict[str, float]:  # each value summed over processes
+        return dict(zip(values, self.gather(torch.tensor([list(values.values())])).sum(0).tolist()))
+
+    def wait(self) -> None:
+        if self.acc is not None:
+            self.acc.wait_for_everyone()
 
     def backward(self, model, loss: torch.Tensor) -> None:
         if self.deepspeed:  # accumulate only; the loss already carries the batch's normaliser
@@ -134,6 +159,24 @@ class Engine:
                    if p.requires_grad}
         return {k.replace(f".{TRAINED}.", "."): v for k, v in full.items() if k in trained}
 
+    def save(self, checkpoint_dir: str | os.PathLike, fingerprint: str, step: int, model, optimizer, *,
+             history: list[dict], keep: int) -> None:
+        """The run's state after `step` steps (`save_state`); every process calls it: under FSDP
+        and DeepSpeed the adapter and optimizer states are gathered."""
+        adapter, optim = self.adapter_state(model), self.optimizer_state(optimizer)
+        if self.rank == 0:
+            save_state(checkpoint_dir, fingerprint, step, adapter=adapter, optimizer=optim, engine=self.engine,
+                       history=history, keep=keep)
+        self.wait()
+
+    def save_adapter(self, model, out: str | os.PathLike) -> None:
+        """The trained adapter in peft's format at `out`; every process calls it (under FSDP and
+        ZeRO-3 the adapter is gathered)."""
+        adapter = self.adapter_state(model) if self.gathers_adapter else None
+        if self.rank == 0:
+            save_checkpoint(self.unwrap(model), None, out, adapter=adapter)
+        self.wait()
+
     def optimizer_state(self, optimizer) -> dict | list[dict]:
         """The optimizer's state. Under FSDP and DeepSpeed every process must call this: it is the
         list of each process's own shard, which process 0 gets. FSDP.optim_state_dict, which would
@@ -184,6 +227,20 @@ def save_state(checkpoint_dir: str | os.PathLike, fingerprint: str, step: int, *
     for old in below[:-max(1, keep)]:
         old.unlink()
     return path
+
+
+def fresh_reason(checkpoint_dir: str | os.PathLike, fingerprint: str, steps: int) -> str:
+    """Why a run resumes nothing: this recipe's checkpoints are all past `steps` (a 20-step run
+    never loads step 40's weights), or those there were written by another recipe, or none."""
+    same = [n for n, _ in checkpoints(checkpoint_dir, fingerprint)]
+    if same:
+        return (f"this recipe's checkpoints (step {', '.join(map(str, same))}) are all past rft.steps={steps}, "
+                f"and a shorter run never loads later weights")
+    other = len(list(Path(checkpoint_dir).glob("step_*.pt")))
+    if other:
+        return (f"the {other} checkpoint{'s' * (other > 1)} there came from other params, inputs or vrlib "
+                f"code (another fingerprint: a changed reward trains afresh)")
+    return "no checkpoint yet"
 
 
 def load_state(checkpoint_dir: str | os.PathLike, fingerprint: str, max_step: int) -> dict | None:

@@ -3,6 +3,7 @@ progress line on the terminal every few steps, which papermill streams while `dv
 and the machine a result was measured on."""
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 import time
@@ -17,6 +18,14 @@ def dvclive_logger(live) -> Callable[[int, dict], None]:
             live.log_metric(name, value)
         live.next_step()
     return on_step
+
+
+def untimed(metrics: dict) -> dict:
+    """A step's metrics without `time/*`: what RFT's history and its DVCLive logs keep. The logs
+    are an output of the rft stage (dvc.yaml), restored with the adapter it trained when DVC takes
+    a run from its run cache, so they must be the same bytes for the same run; the timings stay
+    in the returned history (`vrlib.speed`) and the progress line's s/step."""
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
 def progress(name: str, total: int, *, keys: tuple[str, ...] = ("train/loss",), lines: int = 10,
@@ -40,6 +49,23 @@ def progress(name: str, total: int, *, keys: tuple[str, ...] = ("train/loss",), 
         shown = "".join(f"  {k} {metrics[k]:.4g}" for k in keys if k in metrics)
         print(f"{name}  {unit} {done}/{total}{shown}{left}", file=out or sys.stdout, flush=True)
     return on_step
+
+
+@contextlib.contextmanager
+def step_logs(name: str, total: int, live_dir: str | None, *, keys: tuple[str, ...] = ("train/loss",),
+              main: bool = True, logged: Callable[[dict], dict] = dict):
+    """The `on_step` of a training run: each step's metrics (as `logged` keeps them) to DVCLive in
+    `live_dir`, and `progress` lines; on the main process only, the others log nothing."""
+    with contextlib.ExitStack() as stack:
+        callbacks = []
+        if main and live_dir is not None:
+            from dvclive import Live
+
+            log = dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None)))
+            callbacks.append(lambda step, metrics: log(step, logged(metrics)))
+        if main:
+            callbacks.append(progress(name, total, keys=keys))
+        yield both(*callbacks)
 
 
 def _clock(seconds: float) -> str:

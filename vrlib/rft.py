@@ -23,26 +23,28 @@ Departures from Video-R1's trainer, each on purpose:
 """
 from __future__ import annotations
 
-import contextlib
+import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from vrlib import rewards, sources
-from vrlib.config import RFTParams
-from vrlib.data import digest
-from vrlib.engine import Engine, checkpoints, load_state, save_state
+from vrlib import config, rewards, sources
+from vrlib.config import BaseParams, RFTParams
+from vrlib.data import digest, load_kim_clips, load_split
+from vrlib.engine import Engine, checkpoints, fresh_reason, load_state, make_accelerator
 from vrlib.grpo import (batch_normalizer, bonus_advantages, length_bonus, mask_truncated, overlong_penalty,
                         policy_loss, relative_bonus, temporal_bonus)
-from vrlib.model import reference
+from vrlib.logs import step_logs, untimed
+from vrlib.model import STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor, reference
 from vrlib.rollout import Rollouts, generate, token_logprobs
 from vrlib.schema import CORRECT, PROBLEM_TYPES
+from vrlib.stage import quiet
 from vrlib.video import Clip, shuffle_clip
 
 REWARD_FUNCS = rewards.REWARDS
@@ -102,9 +104,8 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
     """G rollouts of a question, plus G/2 on shuffled frames (T-GRPO) and G/2 on the
     key-information-missing video (relative reward) when asked and possible."""
     G, n_side = cfg.group_size, max(1, cfg.group_size // 2)
-    shuffled = None
-    if cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1:
-        shuffled = shuffle_clip(q.clip, np.random.default_rng(question_seed(seed, step, q.position)))
+    ordered = cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1  # has an order
+    shuffled = shuffle_clip(q.clip, np.random.default_rng(question_seed(seed, step, q.position))) if ordered else None
     kim = q.kim_clip if cfg.relative else None
     # One `generate` call for the group and its side rollouts (faster than three: one prefill,
     # one decode loop); rows are [G ordered | G/2 shuffled | G/2 key-information-missing].
@@ -166,18 +167,15 @@ def gather_groups(engine: Engine, groups: list[Group]) -> Batch:
     rows = engine.gather(torch.stack([g.summary() for g in groups]))              # (Q, G, 5 + parts)
     stats = engine.gather(torch.tensor([[getattr(g, s) for s in STATS] for g in groups]))  # (Q, 4)
     types = engine.gather(torch.tensor([PROBLEM_TYPES.index(g.problem_type) for g in groups]))  # (Q,)
-    names = list(groups[0].parts)
-    return Batch(*rows[..., :5].unbind(-1), parts=dict(zip(names, rows[..., 5:].unbind(-1))),
+    return Batch(*rows[..., :5].unbind(-1), parts=dict(zip(groups[0].parts, rows[..., 5:].unbind(-1))),
                  stats=dict(zip(STATS, stats.unbind(-1))), kept=torch.ones(len(rows), dtype=torch.bool),
                  types=types)
 
 
 def concat(batches: list[Batch]) -> Batch:
-    cat = lambda f: torch.cat([f(b) for b in batches])  # noqa: E731
-    return Batch(cat(lambda b: b.reward), cat(lambda b: b.temporal), cat(lambda b: b.relative),
-                 cat(lambda b: b.lengths), cat(lambda b: b.truncated),
-                 {k: cat(lambda b, k=k: b.parts[k]) for k in batches[0].parts},
-                 {k: cat(lambda b, k=k: b.stats[k]) for k in STATS}, cat(lambda b: b.kept), cat(lambda b: b.types))
+    def cat(xs: list) -> torch.Tensor | dict:  # tensors, or dicts of them
+        return {k: torch.cat([x[k] for x in xs]) for k in xs[0]} if isinstance(xs[0], dict) else torch.cat(xs)
+    return Batch(**{f.name: cat([getattr(b, f.name) for b in batches]) for f in fields(Batch)})
 
 
 def has_signal(reward: torch.Tensor) -> torch.Tensor:
@@ -233,7 +231,9 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     return metrics
 
 
-SUMS = ("loss", "kl", "clip", "ratio", "capped", "tokens")
+TOKEN_STATS = {"kl": "policy/kl", "clip": "policy/clip_frac", "ratio": "policy/ratio_mean",
+               "capped": "policy/cispo_capped_frac"}
+SUMS = ("loss", *TOKEN_STATS, "tokens")
 """What `update` sums over micro-batches and processes: the loss, and token-weighted KL, clip
 fraction, ratio mean and CISPO's capped fraction, with their weight (`tokens`)."""
 
@@ -247,7 +247,7 @@ def update(model, optimizer, mine: list[Group], local_adv: list[torch.Tensor], c
     kept_lengths = batch.lengths[batch.kept]                                       # (K, G)
     if cfg.mask_truncated:  # the tokens that carry a loss
         kept_lengths = kept_lengths * (1 - batch.truncated[batch.kept])             # (K, G)
-    n_micro = int(engine.gather(torch.tensor([len(mine)])).max()) if engine.n > 1 else len(mine)
+    n_micro = engine.most(len(mine))
     if n_micro == 0:  # dynamic sampling found no group with signal: no update
         return dict.fromkeys([*SUMS, "grad_norm"], 0.0)
     if cfg.loss_type == "bnpo":  # TRL: a token mean over this process's batch
@@ -280,13 +280,10 @@ def update(model, optimizer, mine: list[Group], local_adv: list[torch.Tensor], c
                 engine.backward(model, loss * weight)
             w = mask.sum().item() * weight
             sums["loss"] += loss.item() * weight
-            sums["kl"] += st["policy/kl"] * w
-            sums["clip"] += st["policy/clip_frac"] * w
-            sums["ratio"] += st["policy/ratio_mean"] * w
-            sums["capped"] += st.get("policy/cispo_capped_frac", 0.0) * w
+            for key, name in TOKEN_STATS.items():
+                sums[key] += st.get(name, 0.0) * w
             sums["tokens"] += w
-        # every process decides alike: gradients are synced, the loss is gathered
-        totals = dict(zip(sums, engine.gather(torch.tensor([list(sums.values())])).sum(0).tolist()))
+        totals = engine.sum(sums)  # every process decides alike: gradients are synced, the loss is gathered
         totals["grad_norm"] = engine.update(model, optimizer, params, cfg.grad_clip, totals["loss"]).item()
     model.eval()
     return totals
@@ -368,20 +365,6 @@ def fingerprint(cfg: RFTParams, seed: int, files: list = ()) -> str:
     return digest([shape, seed], [*files, *sorted(set(code))])
 
 
-def fresh_reason(checkpoint_dir: str | Path, fingerprint_: str, steps: int) -> str:
-    """Why a run resumes nothing: this recipe's checkpoints are all past `steps` (a 20-step run
-    never loads step 40's weights), or those there were written by another recipe, or none."""
-    same = [n for n, _ in checkpoints(checkpoint_dir, fingerprint_)]
-    if same:
-        return (f"this recipe's checkpoints (step {', '.join(map(str, same))}) are all past rft.steps={steps}, "
-                f"and a shorter run never loads later weights")
-    other = len(list(Path(checkpoint_dir).glob("step_*.pt")))
-    if other:
-        return (f"the {other} checkpoint{'s' * (other > 1)} there came from other params, inputs or vrlib "
-                f"code (another fingerprint: a changed reward trains afresh)")
-    return "no checkpoint yet"
-
-
 def draws(samples: list, clips: list, kim_clips: list | None, cfg: RFTParams, engine: Engine, *,
           seed: int, step: int) -> Iterator[list[Question]]:
     """This process's questions of a step, one round of `prompts_per_step` draws after another
@@ -408,8 +391,6 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
     With `checkpoint_dir`, the state is saved every `cfg.checkpoint_every` steps and at the end,
     and a run resumes from the newest checkpoint with its fingerprint at or below `cfg.steps`
     (replaying its logged steps to `on_step`); it says which (`say`, on the main process)."""
-    from peft import set_peft_model_state_dict
-
     engine = Engine(accelerator)
     say = say if engine.rank == 0 else (lambda _: None)
     if cfg.prompts_per_step % engine.n:
@@ -418,19 +399,13 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    history: list[dict] = []
+    on_step = on_step or (lambda step, metrics: None)
     state = load_state(checkpoint_dir, fingerprint_, cfg.steps) if checkpoint_dir is not None else None
-    if state is not None:  # the weights before wrapping: every process holds the whole model
-        set_peft_model_state_dict(model, state["adapter"])
-    if accelerator is not None:
-        engine.configure(model, cfg.grad_clip)
-        model, optimizer = accelerator.prepare(model, optimizer)
-    if state is not None:  # under FSDP the optimizer state is sharded like the wrapped model
-        engine.load_optimizer_state(optimizer, state)
-        history = state["history"][:state["step"]]
-        for step, metrics in enumerate(history):
-            if on_step is not None:
-                on_step(step, metrics)
+    model, optimizer = engine.prepare(model, optimizer, cfg.grad_clip, state)
+    history: list[dict] = state["history"][:state["step"]] if state is not None else []
+    for step, metrics in enumerate(history):  # replayed: the step logs are whole
+        on_step(step, metrics)
+    if state is not None:
         say(f"rft: resumed from step {state['step']} of {cfg.steps} ({checkpoint_dir}, fingerprint "
             f"{fingerprint_}), {cfg.steps - state['step']} steps to run")
     elif checkpoint_dir is not None:
@@ -448,48 +423,18 @@ def train_grpo(model, processor, samples: list, clips: list, cfg: RFTParams, *, 
                 f"{last[0][1] if last else 'none (none was written yet)'}; lower rft.lr or raise "
                 "rft.temperature, then rerun to resume from it.") from err
         history.append(metrics)
-        if on_step is not None:
-            on_step(step, metrics)
+        on_step(step, metrics)
         done = step + 1
         if checkpoint_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            adapter, optim = engine.adapter_state(model), engine.optimizer_state(optimizer)  # collective
-            if engine.rank == 0:
-                save_state(checkpoint_dir, fingerprint_, done, adapter=adapter, optimizer=optim,
-                           engine=engine.engine, history=history, keep=cfg.keep_checkpoints)
-            if accelerator is not None:
-                accelerator.wait_for_everyone()
+            engine.save(checkpoint_dir, fingerprint_, done, model, optimizer, history=history,
+                        keep=cfg.keep_checkpoints)
     if out is not None:
-        from vrlib.model import save_checkpoint
-
-        adapter = engine.adapter_state(model) if engine.gathers_adapter else None  # a collective
-        if engine.rank == 0:
-            save_checkpoint(engine.unwrap(model), None, out, adapter=adapter)
-        if accelerator is not None:
-            accelerator.wait_for_everyone()
+        engine.save_adapter(model, out)
     return history
 
 
 # ----------------------------------------------------------------------------- the stage
-HISTORY = "history.json"
-"""The step logs next to the adapter, without timings, so that the same run written twice gives
-the same bytes."""
-
-
-def untimed(metrics: dict) -> dict:
-    """A step's metrics without `time/*`: what the adapter's history and the DVCLive logs keep.
-    The logs are an output of the rft stage (dvc.yaml), restored with the adapter it trained when
-    DVC takes a run from its run cache, so they must be the same bytes for the same run; the
-    timings stay in the returned history (`vrlib.speed`) and the progress line's s/step."""
-    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
-
-
-def load_kim_clips(samples: list, jsonl_path, dcfg) -> list[Clip | None]:
-    """The key-information-missing clip of each sample that has one (`kim_path`), else None."""
-    from vrlib.data import load_media, video_path
-
-    return [None if not getattr(s, "kim_path", None) else
-            load_media(video_path(s, jsonl_path, "kim_path"), s.data_type, fps=dcfg.fps,
-                       min_frames=dcfg.min_frames, max_frames=dcfg.max_frames) for s in samples]
+HISTORY = "history.json"  # the step logs next to the adapter, untimed: the same run gives the same bytes
 
 
 def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base", sft: str = "models/sft",
@@ -499,12 +444,6 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
     and the policy, train (resuming a matching checkpoint), write the adapter, the adapter
     stack it sits on (`stack.json`) and the step logs. `bcfg` (params' base section) says how
     the model is loaded: dtype, attention, 4-bit storage."""
-    from vrlib.config import BaseParams
-    from vrlib.data import load_split
-    from vrlib.engine import make_accelerator
-    from vrlib.logs import both, dvclive_logger, progress
-    from vrlib.model import STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor
-
     accelerator = make_accelerator()
     processor = load_processor(base)
     samples, clips = load_split(split, fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
@@ -516,18 +455,11 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
                      gradient_checkpointing=cfg.gradient_checkpointing)
     inputs = [split, check_model_dir(base) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in below]]
     main = accelerator.is_main_process
-    with contextlib.ExitStack() as stack:
-        callbacks = []
-        if main and live_dir is not None:
-            from dvclive import Live
-
-            log = dvclive_logger(stack.enter_context(Live(live_dir, save_dvc_exp=False, dvcyaml=None)))
-            callbacks.append(lambda step, metrics: log(step, untimed(metrics)))
-        if main:
-            callbacks.append(progress("rft", cfg.steps, keys=("reward/mean", "reward/accuracy/mean", "policy/kl")))
+    keys = ("reward/mean", "reward/accuracy/mean", "policy/kl")
+    with step_logs("rft", cfg.steps, live_dir, keys=keys, main=main, logged=untimed) as on_step:
         history = train_grpo(model, processor, samples, clips, cfg, seed=seed, kim_clips=kim_clips,
                              checkpoint_dir=checkpoint_dir, fingerprint_=fingerprint(cfg, seed, inputs),
-                             on_step=both(*callbacks), accelerator=accelerator, out=out)
+                             on_step=on_step, accelerator=accelerator, out=out)
     if main:
         (Path(out) / STACK).write_text(json.dumps({"below": below}))
         (Path(out) / HISTORY).write_text(json.dumps([untimed(m) for m in history]))
@@ -536,11 +468,6 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from vrlib import config
-    from vrlib.stage import quiet
-
     ap = argparse.ArgumentParser(description="the rft stage, e.g. under `accelerate launch -m vrlib.rft`")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
