@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: env pretrain study back ablations tables test lab
+.PHONY: env pretrain study back ablations claims tables test lab
 
 env: $(VENV)/.synced
 
@@ -35,6 +35,10 @@ back: env  # after an experiment: the committed recipe again, every log, plot an
 
 ablations: env  # after `make study` and a commit: dvc exp run per RL variant -> metrics/ablations.json
 	python -m vrlib.ablations
+
+claims: env  # after `make study` and a commit: each claim from 3 SFT x RL seeds -> metrics/claims.json, its tables (<= 90 min, resumes)
+	python -m vrlib.claims
+	python -m vrlib.tables
 
 tables: env  # after your own `make study`: the README's and docs/results.md's tables from your metrics/
 	python -m vrlib.tables

@@ -7,6 +7,7 @@ come from the cache). Each run's per-item scores on `val` and `eval` are written
 finished one. `summarize` gives per variant the mean and spread over seeds and intervals that
 hold both items and seeds; `choose` picks the recipe from `val` alone (the test split only
 reports). The README's ablation tables are `table(...)` of the file it writes, checked by a test.
+`execute` (the runs, resuming, putting the committed study back) is shared with `make claims`.
 """
 from __future__ import annotations
 
@@ -218,6 +219,50 @@ def plan(seeds: tuple[int, ...] = SEEDS, only: list[str] | None = None) -> list[
     return [(name, sets, s) for name, sets in {COMMITTED: [], **chosen}.items() for s in seeds]
 
 
+def execute(todo: list[tuple[str, list[str], int]], *, runs: Path = RUNS, out: Path = OUT,
+            seed_keys: tuple[str, ...] = ("rft.seed",)) -> dict[str, list[dict]]:
+    """Each (name, overrides, seed) of `todo` as one `dvc exp run -S ... eval` on the committed
+    study, COMMON and every key of `seed_keys` set to the seed; name -> run records, in order.
+    `make ablations` and `make claims` share it. Each record is written to
+    `runs/<slug(name)>/seed<k>.json` as its run ends; one made on the same committed study
+    (params.yaml and dvc.lock) with the same overrides is kept, so a killed run resumes after the
+    last finished one. Prints `[k/N]` progress lines. Then the committed study is put back
+    (params, lock, step logs, metrics but `runs` and `out`, DVC's outputs) and HEAD on its branch."""
+    on = branch()
+    if on is None and _git("rev-parse", "--git-dir"):
+        print("warning: HEAD is detached (a killed `dvc exp run`?): commits made now land on no branch; "
+              "`git checkout main` first", flush=True)
+    _run(["git", "checkout", "--", "params.yaml", "dvc.lock"])  # a killed run left its experiment here
+    key = digest([COMMON], ["params.yaml", "dvc.lock"])  # the committed study every run starts from
+    records, start, ran = {}, time.time(), 0
+    try:
+        for k, (name, sets, seed) in enumerate(todo, 1):
+            path = runs / slug(name) / f"seed{seed}.json"
+            record = json.loads(path.read_text()) if path.is_file() else {}
+            what = f"[{k}/{len(todo)}] {name}, {', '.join(f'{s}={seed}' for s in seed_keys)}"
+            if record.get("key") != key or record.get("set") != sets:
+                per_run = (time.time() - start) / max(ran, 1)
+                left = f", about {per_run * (len(todo) - k + 1) / 60:.0f} min left" if ran else ""
+                print(f"{what}: running{left}", flush=True)
+                _run(["git", "checkout", "--", "params.yaml"])
+                # up to the eval stage: the tables read its traces, the error analysis is not needed
+                overrides = [*COMMON, *[f"{s}={seed}" for s in seed_keys], *sets]
+                _run(["dvc", "exp", "run", *[a for s in overrides for a in ("-S", s)], "eval"])
+                record = run_record(sets, seed, key)
+                atomic_write_json(path, record)  # kept if a later run fails or is killed
+                ran += 1
+            else:
+                print(f"{what}: done before, kept", flush=True)
+            records.setdefault(name, []).append(record)
+    finally:  # back to the committed study: params, lock, and its outputs from the cache
+        _run(["git", "checkout", "--", "params.yaml", "dvc.lock", "dvclive", "metrics",
+              f":(exclude){runs}", f":(exclude){out}"])  # the runs' records stay
+        _run(["git", "clean", "-fdq", "--", "dvclive"])  # a variant's own step logs (CISPO's capped fraction)
+        _run(["dvc", "checkout", "--force"])
+        back_on(on)
+    return records
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -226,37 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="+", metavar="VARIANT", help="run these variants of ABLATIONS only "
                     "(and the committed recipe); the summary covers the runs on disk of those")
     args = ap.parse_args(argv)
-    on = branch()
-    if on is None and _git("rev-parse", "--git-dir"):
-        print("warning: HEAD is detached (a killed `dvc exp run`?): commits made now land on no branch; "
-              "`git checkout main` first", flush=True)
-    _run(["git", "checkout", "--", "params.yaml", "dvc.lock"])  # a killed run left its experiment here
-    key = digest([COMMON], ["params.yaml", "dvc.lock"])  # the committed study every run starts from
-    todo, runs, start, ran = plan(tuple(range(args.seeds)), args.only), {}, time.time(), 0
-    try:
-        for k, (name, sets, seed) in enumerate(todo, 1):
-            path = RUNS / slug(name) / f"seed{seed}.json"
-            record = json.loads(path.read_text()) if path.is_file() else {}
-            if record.get("key") != key:
-                per_run = (time.time() - start) / max(ran, 1)
-                left = f", about {per_run * (len(todo) - k + 1) / 60:.0f} min left" if ran else ""
-                print(f"[{k}/{len(todo)}] {name}, rft.seed={seed}: running{left}", flush=True)
-                _run(["git", "checkout", "--", "params.yaml"])
-                # up to the eval stage: the table reads its traces, the error analysis is not needed
-                _run(["dvc", "exp", "run", *[a for s in [*COMMON, f"rft.seed={seed}", *sets] for a in ("-S", s)],
-                      "eval"])
-                record = run_record(sets, seed, key)
-                atomic_write_json(path, record)  # kept if a later run fails or is killed
-                ran += 1
-            else:
-                print(f"[{k}/{len(todo)}] {name}, rft.seed={seed}: done before, kept", flush=True)
-            runs.setdefault(name, []).append(record)
-    finally:  # back to the committed study: params, lock, and its outputs from the cache
-        _run(["git", "checkout", "--", "params.yaml", "dvc.lock", "dvclive", "metrics",
-              f":(exclude){RUNS}", f":(exclude){OUT}"])  # the runs' records stay
-        _run(["git", "clean", "-fdq", "--", "dvclive"])  # a variant's own step logs (CISPO's capped fraction)
-        _run(["dvc", "checkout", "--force"])
-        back_on(on)
+    runs = execute(plan(tuple(range(args.seeds)), args.only))
     results = summarize(runs)
     atomic_write_json(OUT, results)
     for split in SPLITS:

@@ -110,6 +110,16 @@ class BaseParams:
 class SFTParams:
     """Stage `sft`: LoRA cold start on chain-of-thought targets, loss on assistant tokens only."""
 
+    seed: int = 0
+    """the SFT run's seed (batch order, LoRA init), apart from the study's `seed` (data, base):
+    `-S sft.seed=1` retrains SFT on the same data; `make claims` runs 0, 1, 2 (with `rft.seed`).
+    0, the study's `seed`, is the SFT run every earlier version of the study made."""
+    splits: list = field(default_factory=lambda: ["sft"])
+    """the data splits SFT trains on (`process` + `solution` of each record): sft, or also rl, the
+    SFT arm of an equal-data comparison with GRPO (`make claims`, VideoChat-R1); never val or eval."""
+    families: list = field(default_factory=list)
+    """task families SFT trains on (`data.family`); empty: every family of `splits`. [grounding]:
+    VideoChat-R1's grounding-only SFT (`make claims`)."""
     steps: int = 120
     """optimizer steps of the LoRA cold start (real models: 1000, about one pass over a small set)."""
     batch_size: int = 16
@@ -131,6 +141,12 @@ class SFTParams:
     gradient_checkpointing: bool = False
     """recompute activations in the backward pass: less memory, ~30% more time (real models)."""
 
+    def __post_init__(self):
+        wrong = [s for s in self.splits if s not in ("sft", "rl")]
+        if wrong or not self.splits:
+            raise ParamsError(f"params.yaml: sft.splits={self.splits!r}; each of 'sft', 'rl' (val and eval "
+                              "are never trained on)")
+
 
 @dataclass
 class RFTParams:
@@ -138,7 +154,10 @@ class RFTParams:
 
     seed: int = 0
     """the RL run's seed (question order, rollout sampling, LoRA init), apart from the study's
-    `seed` (data, base, SFT): `-S rft.seed=1` reruns RL alone; `make ablations` runs 0, 1, 2."""
+    `seed` (data, base) and `sft.seed`: `-S rft.seed=1` reruns RL alone; `make ablations` runs 0, 1, 2."""
+    families: list = field(default_factory=list)
+    """task families of the RL split trained on (`data.family`); empty: all. [grounding]:
+    VideoChat-R1's grounding-only GRPO (`make claims`)."""
     steps: int = 40
     """policy-update steps; raising it extends a run from its last checkpoint (Video-R1: ~1k)."""
     prompts_per_step: int = 4

@@ -155,10 +155,18 @@ def atomic_write_lines(path: str | os.PathLike, chunks: Iterable[str]) -> None:
 
 
 def load_split(jsonl_path: str | os.PathLike, *, fps: float, min_frames: int,
-               max_frames: int) -> tuple[list[Sample], list[video.Clip]]:
+               max_frames: int, families: Iterable[str] = ()) -> tuple[list[Sample], list[video.Clip]]:
     """Records of a split and their sampled clips (an image is a one-frame clip), decoded once
-    and kept in memory. Bad media stop here: the data stage already skipped what it was told to."""
+    and kept in memory; with `families`, only the records of those (`family`), and a family
+    without a record is an error (a misspelt name trains on nothing). Bad media stop here: the
+    data stage already skipped what it was told to."""
     samples = read_jsonl(jsonl_path)
+    if families:
+        missing = sorted(set(families) - {family(s) for s in samples})
+        if missing:
+            raise ValueError(f"{jsonl_path}: no record of the families {missing}; it has "
+                             f"{', '.join(sorted({family(s) for s in samples}))}")
+        samples = [s for s in samples if family(s) in set(families)]
     clips = [load_media(video_path(s, jsonl_path), s.data_type, fps=fps, min_frames=min_frames,
                         max_frames=max_frames) for s in samples]
     return samples, clips

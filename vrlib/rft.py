@@ -446,7 +446,8 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
     the model is loaded: dtype, attention, 4-bit storage."""
     accelerator = make_accelerator()
     processor = load_processor(base)
-    samples, clips = load_split(split, fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
+    samples, clips = load_split(split, fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames,
+                                families=cfg.families)
     kim_clips = load_kim_clips(samples, split, dcfg) if cfg.relative else None
     below = [sft] if cfg.init == "sft" else []
     policy = load_policy(base, below, load_in_4bit=cfg.load_in_4bit,

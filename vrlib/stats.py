@@ -11,7 +11,8 @@ item has no spread to resample: its interval is None, never a zero-width claim.
 
 RL seeds add a second source of noise that no item resampling sees: `seeds_interval`
 resamples the runs as well as the items (a two-level bootstrap with numpy's seeded
-Generator, which scipy cannot express: it has no nested resampling).
+Generator, which scipy cannot express: it has no nested resampling); `paired_seeds_interval`
+when the two sides' runs are paired by seed (`make claims`: the same SFT and RL seeds).
 
 The seed is fixed (`seed`): the same inputs give the same interval, to the last digit.
 """
@@ -130,3 +131,16 @@ def seeds_interval(a: np.ndarray, b: np.ndarray, strata: np.ndarray, *, seed: in
     alpha = (1 - confidence) / 2
     low, high = np.percentile(dist, [100 * alpha, 100 * (1 - alpha)])
     return Interval(point, min(float(low), point), max(float(high), point), a.shape[1])
+
+
+def paired_seeds_interval(a: np.ndarray, b: np.ndarray, strata: np.ndarray, *, seed: int = 0,
+                          confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES) -> Interval:
+    """`a - b` for runs paired by seed, a and b: (seeds, items), row k of both from seed k (the
+    same SFT and RL seeds, often the same SFT model). The per-seed differences are resampled as
+    runs, and items within strata, as `seeds_interval` does: what the two arms share at a seed
+    cancels, as an item's difficulty cancels in `paired`."""
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    if a.shape != b.shape:
+        raise ValueError(f"paired runs need the same seeds and items, got {a.shape} and {b.shape}")
+    return seeds_interval(a - b, np.zeros((1, a.shape[1])), strata, seed=seed, confidence=confidence,
+                          n_resamples=n_resamples)

@@ -5,7 +5,8 @@ The tests check the committed pages against the committed metrics (read from git
 user's own `make study`, whose numbers differ a little on another CPU, does not fail them.
 `make tables` (`python -m vrlib.tables`) writes the tables of the metrics in the working tree
 into the pages, for a user who wants them to show their own run; the prose around the tables
-still quotes the committed run. The RL ablations' tables come from `make ablations`.
+still quotes the committed run. The RL ablations' tables come from `make ablations`; the claims
+table from `make claims` (metrics/claims.json), which runs this after it.
 """
 from __future__ import annotations
 
@@ -14,16 +15,22 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from vrlib.claims import table as claims_table
 from vrlib.evaluate import overview_table, results_table, sizes_table
 
 
 def documented(read: Callable[[str], str]) -> dict[str, list[str]]:
-    """page -> the tables it shows, made from the metrics files `read(path)` returns the text of."""
+    """page -> the tables it shows, made from the metrics files `read(path)` returns the text of.
+    The claims table shows each claim as not yet run until metrics/claims.json exists."""
     metrics = json.loads(read("metrics/eval.json"))  # the test split
     diffs = {split: json.loads(read(f"metrics/{split}_diffs.json")) for split in ("eval", "val")}
+    try:
+        claims = claims_table(json.loads(read("metrics/claims.json")))  # `make claims`: seeds x items
+    except FileNotFoundError:
+        claims = claims_table(None)
     overview = overview_table(metrics, diffs["eval"])
-    return {"README.md": [overview],
-            "docs/results.md": [overview, results_table(metrics, "grounding"),
+    return {"README.md": [claims, overview],
+            "docs/results.md": [claims, overview, results_table(metrics, "grounding"),
                                 sizes_table([diffs["eval"], diffs["val"]])]}  # what each comparison can detect
 
 

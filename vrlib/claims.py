@@ -1,0 +1,328 @@
+"""The seed papers' claims, each from >= 3 seeds of SFT and RL: `make claims` -> metrics/claims.json.
+
+One training run cannot tell a method from its luck: the study's single-run tables (README,
+docs/results.md) hold the items' noise only. Here every stage after the base is trained again at
+each seed k (`sft.seed=k rft.seed=k`; the study's `seed`, and so the data, stays fixed), in each
+configuration of CONFIGS that a claim needs, as one `dvc exp run ... eval` per configuration and
+seed (`vrlib.ablations.execute`: records in `metrics/claims/<configuration>/seed<k>.json`, kept
+after a kill, progress lines, HEAD back on its branch). A claim is a difference `a - b` between
+two (configuration, model) arms on some items; both arms of seed k share their seeds (and often
+the SFT model itself), so each claim's interval resamples the per-seed differences and the items
+within each family (`stats.paired_seeds_interval`, seeds x items).
+
+Both splits are measured; a claim is decided on `val` (its verdict) and reported on `eval`, the
+test split, which chooses nothing. A claim that does not hold is written as not holding, with its
+interval. `python -m vrlib.claims --plan` prints the runs and the time they should take.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vrlib import ablations, stats
+
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "committed": ("the committed recipe: SFT cold start on every family, then T-GRPO", []),
+    "grpo": ("the same SFT model, then GRPO without shuffled rollouts", ["rft.algo=grpo"]),
+    "relative": ("the same SFT model, then GRPO with the relative reward on KIM videos",
+                 ["rft.algo=grpo", "rft.relative=true"]),
+    "rl from base": ("T-GRPO from the base, no SFT cold start", ["rft.init=base"]),
+    "grounding": ("SFT on the sft split's grounding items, then GRPO on the rl split's (VideoChat-R1's GRPO)",
+                  ["sft.families=[grounding]", "rft.families=[grounding]", "rft.algo=grpo"]),
+    # rft.steps=1: its RFT model is never read; one step is the cheapest the rft stage allows
+    "grounding sft": ("SFT on the grounding items of the sft and rl splits: the same items as "
+                      "`grounding`, all of them supervised (its RFT model is not read)",
+                      ["sft.families=[grounding]", "sft.splits=[sft,rl]", "rft.steps=1"]),
+}
+"""configuration -> (what it trains, `dvc exp run -S` overrides of the committed params.yaml);
+each runs with `sft.seed=k rft.seed=k` for k in SEEDS, and COMMON (no TCR, no shuffled-frame
+evaluation)."""
+
+SEEDS = (0, 1, 2)
+SEED_KEYS = ("sft.seed", "rft.seed")
+"""Set to the same k in every run of seed k: the SFT run and the RL run change, the data does not."""
+SPLITS = ("val", "eval")
+DECIDED_ON = "val"
+OUT = Path("metrics/claims.json")
+RUNS = Path("metrics/claims")
+"""One record per configuration and seed (`ablations.run_record`): what a resumed `make claims` keeps."""
+MINUTES = {"committed": 5.7, "grpo": 3.3, "relative": 3.9, "rl from base": 3.9, "grounding": 5.1,
+           "grounding sft": 3.8}
+"""Expected minutes per run on the 2-core machine, from the committed study's stage times (SFT
+76 s, RFT 137 s, about 35 s per model evaluated on val + eval without TCR, and the 60-70 s
+of DVC and kernel start-up an ablation run showed: 4 min for RFT + evaluation). Retrained SFT
+models are evaluated again; the base's decodes are reused. An estimate, printed by `--plan`."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim as a difference `a - b` of two (configuration, model) arms on some items."""
+
+    name: str
+    paper: str
+    says: str       # the claim, as the paper makes it
+    a: tuple[str, str]
+    b: tuple[str, str]
+    items: str      # "all", a family, "not <family>", or "kim" (see `selected`)
+    sign: int = 1   # +1: the paper says a > b; -1: a < b
+
+
+CLAIMS = [
+    Claim("rft - sft", "Video-R1", "RL after an SFT cold start beats the SFT model, over tasks",
+          ("committed", "rft"), ("committed", "sft"), "all"),
+    Claim("grpo - sft on grounding", "VideoChat-R1", "GRPO beats SFT on temporal grounding (mIoU) at equal data",
+          ("grounding", "rft"), ("grounding sft", "sft"), "grounding"),
+    Claim("forgetting", "VideoChat-R1", "grounding-only GRPO keeps the other families better than "
+          "grounding-only SFT at equal data (RL keeps general ability, SFT loses it)",
+          ("grounding", "rft"), ("grounding sft", "sft"), "not grounding"),
+    Claim("t-grpo - grpo on order", "Video-R1", "T-GRPO's temporal contrast beats GRPO on order-dependent questions",
+          ("committed", "rft"), ("grpo", "rft"), "order"),
+    Claim("t-grpo - grpo on the other families", "Video-R1", "T-GRPO beats GRPO on the other families too",
+          ("committed", "rft"), ("grpo", "rft"), "not order"),
+    Claim("relative reward - grpo on kim items", "VideoPerceiver (our hypothesis of its reward)",
+          "the relative reward beats GRPO on the items whose key frames a KIM copy removes",
+          ("relative", "rft"), ("grpo", "rft"), "kim"),
+    Claim("no sft cold start", "Video-R1", "RL from the base stays below RL after the SFT cold start, over tasks",
+          ("rl from base", "rft"), ("committed", "rft"), "all", sign=-1),
+]
+"""The claims of issue 24, in the order of the tables. The two grounding arms see the same
+grounding items of the sft and rl splits; VideoChat-R1 trains both from Qwen2.5-VL, which writes
+its answer format already; our base does not, so the GRPO arm starts from a grounding-only SFT
+cold start on the sft split's part of them (RL from the base has no reward signal here)."""
+
+
+def claim_named(name: str) -> Claim:
+    """A claim by its name or its slug (`rft-sft`, `forgetting`, ...)."""
+    for c in CLAIMS:
+        if name in (c.name, ablations.slug(c.name)):
+            return c
+    raise ValueError(f"unknown claim {name!r}; known: {', '.join(ablations.slug(c.name) for c in CLAIMS)}")
+
+
+def configs_of(claims: list[Claim]) -> list[str]:
+    """The configurations the claims read, in CONFIGS' order."""
+    needed = {arm[0] for c in claims for arm in (c.a, c.b)}
+    return [name for name in CONFIGS if name in needed]
+
+
+def plan(seeds: tuple[int, ...] = SEEDS, only: list[str] | None = None) -> list[tuple[str, list[str], int]]:
+    """(configuration, overrides, seed) for every run the claims (those `only` names, if given)
+    need, seed by seed: the runs of one seed share their SFT model (restored from DVC's run cache)
+    and its decodes, which the next seed replaces."""
+    claims = CLAIMS if not only else [claim_named(n) for n in only]
+    return [(name, CONFIGS[name][1], s) for s in seeds for name in configs_of(claims)]
+
+
+def overrides(sets: list[str], seed: int) -> list[str]:
+    """Every `-S` of one run, as `ablations.execute` passes them."""
+    return [*ablations.COMMON, *[f"{k}={seed}" for k in SEED_KEYS], *sets]
+
+
+# ----------------------------------------------------------------------------- items
+def kim_items(split: str, items: list[tuple[str, str]], dcfg, seed: int) -> set[str]:
+    """The problem ids among `items` ((family, problem_id) of the split's world records) whose
+    video has key frames that VideoPerceiver's KIM copy would hide (`tasks.missing_key_frames`):
+    the items the relative reward is about. Val and eval have no KIM copies; each item is drawn
+    again from (seed, split, index), as `data.build_split` drew it for the rl split's copies.
+    Imported (real) data has no key frames: none."""
+    from vrlib import tasks
+    from vrlib.data import split_seed
+
+    spec = tasks.WorldSpec(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size,
+                           track_boxes=dcfg.track_boxes)
+    out = set()
+    for family, pid in items:
+        if family not in tasks.FAMILIES or not pid.startswith(f"{split}_"):
+            continue
+        item = tasks.FAMILIES[family](split_seed(seed, split), int(pid.rsplit("_", 1)[1]), spec)
+        if item.data_type == "video" and tasks.missing_key_frames(item.frames, item.key_frames) is not None:
+            out.add(pid)
+    return out
+
+
+def describe(spec: str) -> str:
+    """An item selection in words (the tables)."""
+    if spec in ("all", "kim"):
+        return {"all": "every family", "kim": "the items a KIM copy changes"}[spec]
+    return f"every family but {spec[4:]}" if spec.startswith("not ") else spec
+
+
+def selected(spec: str, task: str, pid: str, kim: set[str]) -> bool:
+    """Whether an item counts in a claim: `all`, one family (`grounding`), every other family
+    (`not grounding`), or `kim` (the ids `kim_items` gave)."""
+    if spec == "all":
+        return True
+    if spec == "kim":
+        return pid in kim
+    if spec.startswith("not "):
+        return task != spec[4:]
+    return task == spec
+
+
+# ----------------------------------------------------------------------------- intervals
+def _arm(records: list[dict], model: str, split: str, keys: list[tuple[str, str]]) -> np.ndarray:
+    """(seeds, items) headline scores of `model` in each record, items in `keys` order."""
+    return np.array([[r["scores"][split][model][t][i] for t, i in keys] for r in records])
+
+
+def verdict(row: dict, sign: int) -> str:
+    """holds (the interval lies on the claimed side of 0), reversed (on the other side), not
+    shown (it holds 0), or not measured (no interval)."""
+    if row["low"] is None:
+        return "not measured"
+    if sign * row["low"] > 0 and sign * row["high"] > 0:
+        return "holds"
+    if sign * row["low"] < 0 and sign * row["high"] < 0:
+        return "reversed"
+    return "not shown"
+
+
+def measure(claim: Claim, runs: dict[str, list[dict]], split: str, kim: set[str], seed: int = 0) -> dict:
+    """One row of claims.json: `a - b` on `split`, mean over the selected items' families, its
+    seeds x items interval, and what each arm scores (mean over seeds, then over tasks)."""
+    by_seed = {arm: {r["seed"]: r for r in runs[arm[0]]} for arm in (claim.a, claim.b)}
+    seeds = sorted(set(by_seed[claim.a]) & set(by_seed[claim.b]))
+    a_runs, b_runs = [by_seed[claim.a][s] for s in seeds], [by_seed[claim.b][s] for s in seeds]
+    scores = a_runs[0]["scores"][split][claim.a[1]]
+    keys = [(t, i) for t in sorted(scores) for i in sorted(scores[t]) if selected(claim.items, t, i, kim)]
+    ids = lambda held: {t: set(v) for t, v in held.items()}  # noqa: E731
+    if any(ids(r["scores"][split][model]) != ids(scores)
+           for arm_runs, model in ((a_runs, claim.a[1]), (b_runs, claim.b[1])) for r in arm_runs):
+        raise ValueError(f"{claim.name}: the runs were not evaluated on the same {split} items")
+    row = {"name": claim.name, "split": split, "diff": None, "low": None, "high": None,
+           "seeds": len(seeds), "items": len(keys)}
+    if keys:
+        a, b = _arm(a_runs, claim.a[1], split, keys), _arm(b_runs, claim.b[1], split, keys)  # (seeds, items)
+        strata = np.array([t for t, _ in keys])
+        iv = stats.paired_seeds_interval(a, b, strata, seed=seed).as_dict()
+        over = lambda x: float(np.mean([x[:, strata == t].mean() for t in np.unique(strata)]))  # noqa: E731
+        row |= {"diff": iv["diff"], "low": iv["low"], "high": iv["high"],
+                "per_seed": [round(over(a[[k]] - b[[k]]), 2) + 0.0 for k in range(len(seeds))],
+                "a_mean": round(over(a), 2), "b_mean": round(over(b), 2),
+                "families": sorted({t for t, _ in keys})}
+    return row | {"seed_list": seeds, "a": "/".join(claim.a), "b": "/".join(claim.b), "on": claim.items,
+                  "paper": claim.paper, "says": claim.says, "expected": "a > b" if claim.sign > 0 else "a < b",
+                  "verdict": verdict(row, claim.sign)}
+
+
+def summarize(runs: dict[str, list[dict]], kim: dict[str, set[str]], seed: int = 0) -> dict:
+    """metrics/claims.json from the run records (configuration -> records): two rows per claim
+    whose configurations ran, `eval` (reported) then `val` (deciding)."""
+    claims = [c for c in CLAIMS if c.a[0] in runs and c.b[0] in runs]
+    rows = [measure(c, runs, split, kim.get(split, set()), seed) for c in claims for split in ("eval", "val")]
+    return {"claims": rows, "decided_on": DECIDED_ON, "reported_on": "eval",
+            "seeds": sorted({r["seed"] for records in runs.values() for r in records}),
+            "seed_keys": list(SEED_KEYS), "confidence": stats.CONFIDENCE, "n_resamples": stats.N_RESAMPLES,
+            "seed": seed, "metric": "headline per task (evaluate.HEADLINE), percent points, mean over the "
+                                    "claim's families",
+            "method": "runs paired by seed (sft.seed = rft.seed = k); percentile bootstrap resampling the "
+                      "per-seed differences and, within each family, items (vrlib.stats.paired_seeds_interval)",
+            "configurations": {name: {"trains": what, "set": sets} for name, (what, sets) in CONFIGS.items()
+                               if name in runs}}
+
+
+# ----------------------------------------------------------------------------- tables
+PHRASES = {"holds": "holds", "reversed": "does not hold: the opposite is measured",
+           "not shown": "does not hold: not told from 0", "not measured": "not measured"}
+
+
+def sentence(eval_row: dict, val_row: dict) -> str:
+    """The claim and its verdict in one sentence: decided on val, then what eval says."""
+    decided, seen = val_row["verdict"], eval_row["verdict"]
+    tail = "`eval` agrees" if seen == decided else f"on `eval` it {PHRASES[seen]}"
+    return f"{val_row['paper']}: {val_row['says']}; {PHRASES[decided]} on `val`, {tail}."
+
+
+def _fmt(row: dict) -> str:
+    return "no items" if row["diff"] is None else stats.fmt(row, mark=True)
+
+
+def table(result: dict | None) -> str:
+    """A row per claim: its difference on `eval` with the seeds x items interval, seeds and items,
+    the same on `val`, the verdict (decided on val) and the sentence; bold where an interval
+    excludes 0. `None` (before the first `make claims`): every claim, not yet run."""
+    lines = ["| claim | arms: a - b | eval: a - b, 95% (seeds x items) | seeds x items | val: a - b, 95% "
+             "| verdict (on val) | in one sentence |",
+             "|---|---|---|---|---|---|---|"]
+    rows = {} if result is None else {(r["name"], r["split"]): r for r in result["claims"]}
+    for c in CLAIMS:
+        arms = f"{'/'.join(c.a)} - {'/'.join(c.b)}, {describe(c.items)}"
+        e, v = rows.get((c.name, "eval")), rows.get((c.name, "val"))
+        if e is None or v is None:
+            lines.append(f"| {c.name} | {arms} | not yet run | - | not yet run | - | {c.paper}: {c.says}. |")
+            continue
+        lines.append(f"| {c.name} | {arms} | {_fmt(e)} | {e['seeds']} x {e['items']} "
+                     f"| {_fmt(v)} | {v['verdict']} | {sentence(e, v)} |")
+    return "\n".join(lines)
+
+
+def configs_table() -> str:
+    """How each configuration's runs are made and which claims read them (docs/results.md)."""
+    lines = ["| runs | what trains | `dvc exp run -S` (and `sft.seed=k rft.seed=k`, k = 0, 1, 2) "
+             "| claims that read them |", "|---|---|---|---|"]
+    for name, (what, sets) in CONFIGS.items():
+        uses = ", ".join(f"{c.name} ({' and '.join(arm for arm, x in (('a', c.a), ('b', c.b)) if x[0] == name)})"
+                         for c in CLAIMS if name in (c.a[0], c.b[0]))
+        lines.append(f"| {name} | {what} | {' '.join(f'`{s}`' for s in sets) or '(committed params)'} | {uses} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the runs
+def with_kept(runs: dict[str, list[dict]], seeds: tuple[int, ...]) -> dict[str, list[dict]]:
+    """`runs` (what `ablations.execute` just ran or kept) and every other configuration whose
+    records of all `seeds` are on disk from the same committed study with its overrides: after
+    `--only`, claims.json still holds each claim measured before."""
+    key = next(iter(runs.values()))[0]["key"]
+    out = dict(runs)
+    for name, (_, sets) in CONFIGS.items():
+        paths = [RUNS / ablations.slug(name) / f"seed{s}.json" for s in seeds]
+        if name in out or not all(p.is_file() for p in paths):
+            continue
+        records = [json.loads(p.read_text()) for p in paths]
+        if all(r["key"] == key and r["set"] == sets for r in records):
+            out[name] = records
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from vrlib import config
+    from vrlib.data import atomic_write_json
+
+    ap = argparse.ArgumentParser(prog="python -m vrlib.claims", description=(
+        "each claim from >= 3 seeds of SFT and RL (dvc exp run per configuration and seed) -> "
+        "metrics/claims.json; resumes after a kill"))
+    ap.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per configuration (0, 1, ...; >= 3)")
+    ap.add_argument("--only", nargs="+", metavar="CLAIM", help="these claims only (names or slugs: "
+                    + ", ".join(ablations.slug(c.name) for c in CLAIMS) + ")")
+    ap.add_argument("--plan", action="store_true", help="print the runs and their expected time, run nothing")
+    args = ap.parse_args(argv)
+    todo = plan(tuple(range(args.seeds)), args.only)
+    minutes = sum(MINUTES[name] for name, _, _ in todo)
+    print(f"{len(todo)} runs ({len(configs_of([claim_named(n) for n in args.only] if args.only else CLAIMS))} "
+          f"configurations x {args.seeds} seeds), about {minutes:.0f} min on 2 cores if none is done "
+          f"(records in {RUNS}/)", flush=True)
+    if args.plan:
+        for name, sets, s in todo:
+            print(f"  {name}, seed {s}: dvc exp run " + " ".join(f"-S {x}" for x in overrides(sets, s)) + " eval")
+        return
+    if args.seeds < 3:
+        print(f"warning: {args.seeds} seeds; the claims need >= 3", flush=True)
+    seeds = tuple(range(args.seeds))
+    runs = with_kept(ablations.execute(todo, runs=RUNS, out=OUT, seed_keys=SEED_KEYS), seeds)
+    params = config.load("params.yaml")  # the committed study, back in place
+    first = next(iter(runs.values()))[0]["scores"]
+    kim = {split: kim_items(split, [(t, i) for t, ids in first[split]["sft"].items() for i in ids],
+                            params.data, params.seed) for split in SPLITS}
+    result = summarize(runs, kim)
+    atomic_write_json(OUT, result)
+    print(f"\n{OUT}: claims decided on {DECIDED_ON}, reported on eval\n\n{table(result)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
