@@ -54,8 +54,9 @@ class DataParams:
     """fewest frames sampled from a video (Video-R1: 4)."""
     max_frames: int = 16
     """most frames sampled from a video (Video-R1: 16)."""
-    max_pixels: int = 56 * 56
-    """pixel budget per frame handed to the processor (Video-R1: 128*28*28)."""
+    max_pixels: int = 112 * 112
+    """pixel budget per frame handed to the processor (Video-R1: 128*28*28). The world's 112x112
+    frames whole: at 56x56 (32 visual tokens per video) the tiny base never learnt to see."""
     imports: dict = field(default_factory=dict)
     """split -> list of {format, path, media_root}: real data replacing that world split, e.g.
     {eval: [{format: charades_sta, path: /data/charades/test.txt, media_root: /data/charades/videos}]}
