@@ -174,7 +174,7 @@ def test_tcr_two_passes_cut_only_question_answering(tiny, media, monkeypatch):
     got = tcr.two_pass(model, processor, samples, paths, settings, low=0.5, high=2.0, pad=0.25)
     (first_s, first_c, px1), (second_s, second_c, px2) = passes
     assert all(tcr.CLUE_ASK in s.problem for s in first_s) and second_s == samples
-    assert (px1, px2) == (3136 // 2, 3136 * 2)
+    assert (px1, px2) == (112 * 112 // 2, 112 * 112 * 2)  # data.max_pixels x low, x high
     for s, span, clip in zip(samples, got.spans, second_c):
         if s.data_type == "image":
             assert span is None and len(clip.frames) == 1

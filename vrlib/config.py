@@ -333,26 +333,36 @@ class PretrainParams:
     hidden_size: int = 192
     """text model width; the vision merger projects to it."""
     num_hidden_layers: int = 4
+    """text decoder layers (4 x 192 wide: with the vision tower, 2.4 M parameters)."""
     intermediate_size: int = 512
+    """the text MLP's width."""
     vision_hidden_size: int = 96
+    """the vision tower's width (patch 14 px, 2x2 merge, 2-frame temporal patches, as Qwen2.5-VL)."""
     vision_depth: int = 3
+    """vision blocks, all with full attention."""
     vision_init_std: float = 0.1
     """std of the vision tower's random Linear/Conv weights (HF's 0.02 left it blind)."""
     steps: int = 3600
     """first phase: all weights, videos and frames of the world."""
     batch_size: int = 16
+    """examples per step, in both phases."""
     lr: float = 1e-3
     """AdamW, linear warmup then cosine decay to 0 (the tiny model stayed at chance without clipping)."""
     vision_lr: float = 1e-3
     """the vision tower's rate (patch embedding, blocks, merger)."""
     warmup: int = 100
+    """steps of linear warmup before the cosine decay."""
     grad_clip: float = 1.0
+    """gradient norm clip, both phases."""
     tasks_steps: int = 200
     """second phase: the language model only (vision frozen), half task items as plain text, half
     perception (so it keeps listing what it sees)."""
     tasks_lr: float = 1e-3
+    """AdamW rate of the second phase."""
     probe_every: int = 400
+    """steps between the validation probes (dvclive/pretrain: the probes over steps)."""
     probe_batch: int = 32
+    """videos per greedy batch in the probes."""
     checkpoint_every: int = 100
     """resume point (checkpoints/pretrain/): a killed run goes on from here."""
 
