@@ -455,13 +455,12 @@ def run(seed: int, dcfg, cfg: RFTParams, bcfg=None, *, base: str = "models/base"
     model = add_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, seed=seed,
                      gradient_checkpointing=cfg.gradient_checkpointing)
     inputs = [split, check_model_dir(base) / "config.json", *[Path(a) / "adapter_model.safetensors" for a in below]]
-    main = accelerator.is_main_process
-    keys = ("reward/mean", "reward/accuracy/mean", "policy/kl")
-    with step_logs("rft", cfg.steps, live_dir, keys=keys, main=main, logged=untimed) as on_step:
+    with step_logs("rft", cfg.steps, live_dir, keys=("reward/mean", "reward/accuracy/mean", "policy/kl"),
+                   main=accelerator.is_main_process, logged=untimed) as on_step:
         history = train_grpo(model, processor, samples, clips, cfg, seed=seed, kim_clips=kim_clips,
                              checkpoint_dir=checkpoint_dir, fingerprint_=fingerprint(cfg, seed, inputs),
                              on_step=on_step, accelerator=accelerator, out=out)
-    if main:
+    if accelerator.is_main_process:
         (Path(out) / STACK).write_text(json.dumps({"below": below}))
         (Path(out) / HISTORY).write_text(json.dumps([untimed(m) for m in history]))
     accelerator.wait_for_everyone()
