@@ -81,7 +81,7 @@ def test_the_committed_base_matches_its_card():
     assert card is not None, f"{BASE} has no {pretrain.CARD}: run `make pretrain`"
     for key in ("params", "recipe", "steps", "wall_time_s", "probes", "probes_shuffled", "probes_swapped", "sha256"):
         assert key in card
-    assert 2e6 >= card["params"] >= 1e5 or card["params"] <= 20e6
+    assert 2e6 <= card["params"] <= 20e6  # the issue: 2-20 M parameters
     assert pretrain.weights_mb(BASE) <= 50
     assert card["probes"]["n"] >= 300
 

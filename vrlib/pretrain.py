@@ -540,3 +540,16 @@ def probe_videos(card: dict, n: int, *, fps: float, min_frames: int, max_frames:
     spec = tasks.WorldSpec(**card["recipe"]["world"])
     return world_videos(card["recipe"]["pretrain"]["data_seed"], STREAMS[2], n, spec, fps=fps,
                         min_frames=min_frames, max_frames=max_frames)
+
+
+def probes_table(scores: dict) -> str:
+    """metrics/base.json as the README's markdown table: the probes on the videos' own frames in
+    order, shuffled, and another video's."""
+    rows = [("the video's frames, in order", "probes"), ("its frames shuffled", "probes_shuffled"),
+            ("another video's frames", "probes_swapped")]
+    lines = ["| frames shown | n | objects_f1 | span_acc | first_acc |", "|---|---|---|---|---|"]
+    for label, key in rows:
+        p = scores.get(key)
+        lines.append(f"| {label} | " + (" | ".join([str(p["n"])] + [f"{p[k]:.2f}" for k in PROBE_KEYS])
+                                        if p else "- | not probed | | ") + " |")
+    return "\n".join(lines)

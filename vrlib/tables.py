@@ -17,6 +17,7 @@ from typing import Callable
 
 from vrlib.claims import table as claims_table
 from vrlib.evaluate import overview_table, results_table, sizes_table
+from vrlib.pretrain import probes_table
 
 
 def documented(read: Callable[[str], str]) -> dict[str, list[str]]:
@@ -29,8 +30,9 @@ def documented(read: Callable[[str], str]) -> dict[str, list[str]]:
     except FileNotFoundError:
         claims = claims_table(None)
     overview = overview_table(metrics, diffs["eval"])
-    return {"README.md": [claims, overview],
-            "docs/results.md": [claims, overview, results_table(metrics, "grounding"),
+    probes = probes_table(json.loads(read("metrics/base.json")))  # the base stage: does it see?
+    return {"README.md": [probes, claims, overview],
+            "docs/results.md": [probes, claims, overview, results_table(metrics, "grounding"),
                                 sizes_table([diffs["eval"], diffs["val"]])]}  # what each comparison can detect
 
 
