@@ -200,7 +200,7 @@ def test_make_tables_writes_the_working_metrics_into_the_pages(tmp_path):
     from vrlib import tables
 
     for path in ("README.md", "docs/results.md", "metrics/eval.json", "metrics/eval_diffs.json",
-                 "metrics/val_diffs.json"):
+                 "metrics/val_diffs.json", "metrics/base.json"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(tables.committed(ROOT)(path))
     metrics = json.loads((tmp_path / "metrics/eval.json").read_text())
