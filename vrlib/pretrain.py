@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from vrlib import tasks, video, world
-from vrlib.data import atomic_write_json, load_media, split_seed
+from vrlib.data import atomic_write_json, digest, load_media, split_seed, world_record
 from vrlib.logs import cpu_name, machine, progress
 from vrlib.prompts import encode_examples, plain_target, user_text
 from vrlib.schema import Sample
@@ -93,7 +93,7 @@ def world_videos(seed: int, stream: str, n: int, spec: tasks.WorldSpec, *, fps: 
     resumed or repeated run decodes nothing."""
     s = split_seed(seed, stream)
     scenes = [world.make_scene(s, i, duration=spec.duration, fps=spec.fps, size=spec.size) for i in range(n)]
-    key = hashlib.sha256(json.dumps([seed, stream, n, asdict(spec), fps, min_frames, max_frames]).encode()).hexdigest()[:16]
+    key = digest([seed, stream, n, asdict(spec), fps, min_frames, max_frames])
     path = Path(cache) / f"{stream.replace('/', '-')}-{key}.npy" if cache else None
     meta = path.with_suffix(".json") if path else None
     if path is not None and path.is_file() and meta.is_file():
@@ -124,8 +124,6 @@ def world_videos(seed: int, stream: str, n: int, spec: tasks.WorldSpec, *, fps: 
 def task_items(seed: int, n: int, spec: tasks.WorldSpec, *, fps: float, min_frames: int,
                max_frames: int) -> tuple[list[Sample], list[video.Clip]]:
     """n items of every study family (not the inventory), round robin, decoded like the study's."""
-    from vrlib.data import world_record
-
     families = [f for f in tasks.FAMILIES if f != "inventory"]
     plan = tasks.mixture({f: 1 for f in families}, n)
     s = split_seed(seed, STREAMS[1])
@@ -150,11 +148,11 @@ def corpus(seed: int, n: int, spec: tasks.WorldSpec) -> list[str]:
     texts = [user_text(prompt("video")), user_text(prompt("image")), "no shapes."]
     for f, gen in tasks.FAMILIES.items():
         for i in range(n):
-            item = gen(s, i, spec) if f != "inventory" else None
-            if item is None:
+            if f == "inventory":
                 scene = world.make_scene(s, i, duration=spec.duration, fps=spec.fps, size=spec.size)
                 texts += [world.inventory(scene), frame_inventory(scene, float(i % spec.duration))]
                 continue
+            item = gen(s, i, spec)
             sample = Sample(problem_id="", problem=item.problem, data_type=item.data_type,
                             problem_type=item.problem_type, options=item.options, solution=item.solution,
                             path="", data_source="", duration=0.0, fps=0.0, process=item.process)
@@ -280,10 +278,6 @@ def perception_examples(vids: Videos, picks: list[tuple[int, int]]) -> tuple[lis
     return samples, clips, targets
 
 
-def fingerprint(recipe: dict) -> str:
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def save_state(path: Path, model, optimizer, schedule, step: int, key: str, log: list) -> None:
     """Weights, optimizer, schedule and step, atomically (a kill never leaves a half file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,7 +378,7 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
     sampling = dict(fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
     recipe = {"pretrain": asdict(cfg) | {"out_dir": None, "probe_every": None, "checkpoint_every": None},
               "world": asdict(spec), "sampling": sampling, "version": 1}
-    key = fingerprint(recipe)
+    key = digest(recipe)  # names the checkpoints: another recipe never resumes them
     state_dir = Path(state_dir) if state_dir is not None else None
     cache = state_dir / "frames" if state_dir is not None else None
     vids = world_videos(cfg.data_seed, STREAMS[0], cfg.n_videos, spec, cache=cache, name="train videos", **sampling)
