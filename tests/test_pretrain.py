@@ -49,7 +49,7 @@ def test_first_acc_needs_the_first_object_named_first_and_alone():
 
 def tiny_recipe(**kw) -> tuple[config.PretrainParams, config.DataParams]:
     cfg = dataclasses.replace(config.PretrainParams(), n_videos=8, n_tasks=11, n_corpus=1, n_probe=2, n_probe_val=2,
-                              steps=4, tasks_steps=2, batch_size=2, warmup=1, checkpoint_every=2, probe_batch=2, **kw)
+                              steps=4, tasks_steps=2, tasks_per_batch=1, batch_size=3, warmup=1, checkpoint_every=2, probe_batch=2, **kw)
     return cfg, config.DataParams()
 
 
@@ -75,6 +75,27 @@ def test_another_recipe_never_resumes_this_ones_checkpoint(tmp_path, capsys):
     assert "fresh start" in capsys.readouterr().out
 
 
+def test_a_new_second_phase_starts_from_the_first_phases_checkpoints(tmp_path, capsys):
+    """The first phase's checkpoints are named by its own keys: a change to the second phase
+    resumes them, a change to the first does not; the card says where each phase started."""
+    cfg, dcfg = tiny_recipe()
+    spec = pretrain.tasks.WorldSpec(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size,
+                                    track_boxes=dcfg.track_boxes)
+    sampling = dict(fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
+    _, key, first = pretrain.recipe_keys(cfg, spec, sampling)
+    _, key2, first2 = pretrain.recipe_keys(dataclasses.replace(cfg, tasks_lr=3e-4), spec, sampling)
+    assert first2 == first and key2 != key
+    assert pretrain.recipe_keys(dataclasses.replace(cfg, lr=3e-4), spec, sampling)[2] != first
+    cfg = dataclasses.replace(cfg, out_dir=str(tmp_path / "base"))
+    card = pretrain.run(cfg, dcfg, state_dir=tmp_path / "state", live_dir=tmp_path / "live")
+    assert card["resumed_from"] == {"perception": 0, "tasks": 0}
+    assert card["steps"] == {"perception": cfg.steps, "tasks": cfg.tasks_steps}
+    assert pretrain.read_card(tmp_path / "base")["sha256"] == card["sha256"]
+    again = pretrain.run(dataclasses.replace(cfg, tasks_lr=3e-4), dcfg, state_dir=tmp_path / "state", live_dir=None)
+    assert again["resumed_from"] == {"perception": cfg.steps, "tasks": 0}
+    assert again["first_steps"] == card["first_steps"]
+
+
 def test_the_committed_base_matches_its_card():
     """The weights git tracks are the ones pretrained: their sha256 is the card's."""
     card = pretrain.read_card(BASE)  # raises if a weight file differs from the card's hash
@@ -90,7 +111,8 @@ def test_the_card_records_the_recipe_in_params_yaml():
     """`make pretrain` with params.yaml as committed rebuilds this base: the card's recipe is it."""
     card = json.loads((BASE / pretrain.CARD).read_text())
     params = config.load(ROOT / "params.yaml")
-    want = dataclasses.asdict(params.pretrain) | {"out_dir": None, "probe_every": None, "checkpoint_every": None}
+    want = dataclasses.asdict(params.pretrain) | {"out_dir": None, "probe_every": None, "checkpoint_every": None,
+                                                  "tasks_probe_every": None}
     assert card["recipe"]["pretrain"] == want
 
 

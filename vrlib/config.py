@@ -343,9 +343,9 @@ class PretrainParams:
     vision_init_std: float = 0.1
     """std of the vision tower's random Linear/Conv weights (HF's 0.02 left it blind)."""
     steps: int = 3600
-    """first phase: all weights, videos and frames of the world."""
+    """first phase: all weights, videos and frames of the world, cosine decay to 0."""
     batch_size: int = 16
-    """examples per step, in both phases."""
+    """examples per step, in both phases (the second's task items included)."""
     lr: float = 1e-3
     """AdamW, linear warmup then cosine decay to 0 (the tiny model stayed at chance without clipping)."""
     vision_lr: float = 1e-3
@@ -353,12 +353,17 @@ class PretrainParams:
     warmup: int = 100
     """steps of linear warmup before the cosine decay."""
     grad_clip: float = 1.0
-    """gradient norm clip, both phases."""
-    tasks_steps: int = 200
-    """second phase: the language model only (vision frozen), half task items as plain text, half
-    perception (so it keeps listing what it sees)."""
-    tasks_lr: float = 1e-3
-    """AdamW rate of the second phase."""
+    """gradient norm clip."""
+    tasks_steps: int = 600
+    """second phase: all weights at `tasks_lr`, perception with `tasks_per_batch` task items in each
+    batch (a phase of 200 steps at 1e-3, vision frozen, half task items, cost the probes)."""
+    tasks_lr: float = 1e-4
+    """the second phase's peak rate (warmup over a tenth of it, cosine decay to 0): the first
+    phase's val probes rose fastest while its rate fell from 3e-4 to 3e-5."""
+    tasks_per_batch: int = 2
+    """task items (every family but the inventory, answered as plain text) in each second-phase batch."""
+    tasks_probe_every: int = 100
+    """steps between the second phase's validation probes."""
     probe_every: int = 400
     """steps between the validation probes (dvclive/pretrain: the probes over steps)."""
     probe_batch: int = 32

@@ -6,10 +6,14 @@ processor), teaches it to see the synthetic world, and writes a checkpoint direc
 `card.json` (recipe, seeds, steps, wall time, probe scores, the weights' sha256) that git tracks
 and `base.pretrained_dir` names. The study loads it as it loads a real checkpoint.
 
-Two phases, as a real VLM's stages: (1) perception, all weights, on MP4 videos of the world
-(an inventory of every shape with its times) mixed with single frames (the shapes in the
-frame: shape is a small part of the video's text, the frames make it dense and cost an eighth
-of a video); (2) every task family answered as plain text, the vision tower frozen.
+Two phases, as a real VLM's stages, all weights training in both: (1) perception, on MP4
+videos of the world (an inventory of every shape with its times) mixed with single frames
+(the shapes in the frame: shape is a small part of the video's text, the frames make it dense
+and cost an eighth of a video), cosine decay to 0; (2) at a low rate, perception again with a
+few items of every task family in each batch, answered as plain text (a real VLM's
+instruction data). The first phase's checkpoints are named by its own keys only, so a change
+to the second phase starts from them. A second phase at 1e-3 with the vision frozen and half
+task items (recipe d013d70f) cost the probes more than it taught.
 Every example is drawn from the world's seed streams named below, disjoint from the study's
 splits, and decoded from MP4 by the study's own path (`data.load_media`), so the frames are the
 ones the study feeds the model, compression artefacts included.
@@ -370,15 +374,13 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
     `cfg` is params.yaml's `pretrain` section, `dcfg` its `data` section (the world's size and the
     study's frame sampling, so the base sees what the study feeds it). `stop_after` ends after that
     many perception steps, without writing the base (the tests' "first steps")."""
-    from vrlib.model import build_tiny, freeze_vision, save_checkpoint
+    from vrlib.model import build_tiny, save_checkpoint
 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     spec = tasks.WorldSpec(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size, track_boxes=dcfg.track_boxes)
     sampling = dict(fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
-    recipe = {"pretrain": asdict(cfg) | {"out_dir": None, "probe_every": None, "checkpoint_every": None},
-              "world": asdict(spec), "sampling": sampling, "version": 1}
-    key = digest(recipe)  # names the checkpoints: another recipe never resumes them
+    recipe, key, perception_key = recipe_keys(cfg, spec, sampling)
     state_dir = Path(state_dir) if state_dir is not None else None
     cache = state_dir / "frames" if state_dir is not None else None
     vids = world_videos(cfg.data_seed, STREAMS[0], cfg.n_videos, spec, cache=cache, name="train videos", **sampling)
@@ -389,15 +391,17 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
     model, processor = build_tiny(tmp, corpus(cfg.data_seed, cfg.n_corpus, spec), max_pixels=dcfg.max_pixels,
                                   seed=cfg.seed, shape=shape_of(cfg))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"pretrain: {n_params / 1e6:.2f} M parameters, recipe {key}", flush=True)
+    print(f"pretrain: {n_params / 1e6:.2f} M parameters, recipe {key} (perception {perception_key})", flush=True)
 
-    def on_probe(step: int, row: dict) -> None:
-        if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
-            scores = score_inventories(inventories(model, processor, val, batch_size=cfg.probe_batch), val.scenes)
-            row.update({f"probe_val/{k}": v for k, v in scores.items() if k in PROBE_KEYS})
-            print(f"pretrain: step {step + 1} val probes " + "  ".join(f"{k} {scores[k]:.2f}" for k in PROBE_KEYS),
-                  flush=True)
-            model.train()
+    def probe_val(every: int, last: int, offset: int = 0):
+        def on_probe(step: int, row: dict) -> None:
+            if (step + 1) % every == 0 or step + 1 == last:
+                scores = score_inventories(inventories(model, processor, val, batch_size=cfg.probe_batch), val.scenes)
+                row.update({f"probe_val/{k}": v for k, v in scores.items() if k in PROBE_KEYS})
+                print(f"pretrain: step {offset + step + 1} val probes "
+                      + "  ".join(f"{k} {scores[k]:.2f}" for k in PROBE_KEYS), flush=True)
+                model.train()
+        return on_probe
 
     def perception(step: int) -> dict:
         return encode_examples(processor, *perception_examples(
@@ -405,43 +409,46 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
 
     show = progress("pretrain: perception", cfg.steps, lines=max(10, cfg.steps // 100))
     steps = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
+    on_probe = probe_val(cfg.probe_every, cfg.steps)
+
     def on_first(step: int, row: dict) -> None:
         if step + 1 == FIRST_STEPS:
             row["first_steps_sha256"] = state_hash(model)
 
+    resumed = {"perception": _resumed(state_dir, f"{perception_key}-perception", steps),
+               "tasks": _resumed(state_dir, f"{key}-tasks", cfg.tasks_steps)}
     log1 = train_phase(model, perception, steps=steps, total=cfg.steps,
                        groups=param_groups(model, cfg.lr, cfg.vision_lr), grad_clip=cfg.grad_clip,
-                       warmup=cfg.warmup, state_dir=state_dir, key=f"{key}-perception",
+                       warmup=cfg.warmup, state_dir=state_dir, key=f"{perception_key}-perception",
                        checkpoint_every=cfg.checkpoint_every,
                        on_step=lambda s, r: (on_first(s, r), show(s, r), stop_after is None and on_probe(s, r)))
     if stop_after is not None:
         shutil.rmtree(tmp)
         return {"model": model, "log": log1}
 
-    freeze_vision(model)
-    half = cfg.batch_size // 2
-
-    def plain_tasks(step: int) -> dict:
-        # half task items, half perception: the language model learns the tasks without forgetting how to list
+    def mixed(step: int) -> dict:
+        # task items as plain text with perception, all weights at a low rate: a phase of task items
+        # with the vision frozen at 1e-3 (recipe d013d70f) cost the probes more than it taught
         rng = np.random.default_rng([cfg.seed, 1, step])
-        idx = rng.choice(len(task_samples), size=half, replace=False)
+        idx = rng.choice(len(task_samples), size=cfg.tasks_per_batch, replace=False)
         s, c, t = perception_examples(vids, draw(cfg.steps + step, cfg.seed, len(vids.scenes),
-                                                 cfg.batch_size - half, cfg.image_frac))
+                                                 cfg.batch_size - cfg.tasks_per_batch, cfg.image_frac))
         return encode_examples(processor, [task_samples[i] for i in idx] + s, [task_clips[i] for i in idx] + c,
                                [task_targets[i] for i in idx] + t)
 
-    log2 = train_phase(model, plain_tasks, steps=cfg.tasks_steps,
-                       groups=param_groups(model, cfg.tasks_lr, 0.0)[1:], grad_clip=cfg.grad_clip,
-                       warmup=min(cfg.warmup, cfg.tasks_steps // 10), state_dir=state_dir, key=f"{key}-tasks",
-                       checkpoint_every=cfg.checkpoint_every, on_step=progress("pretrain: tasks", cfg.tasks_steps))
-    for p in model.parameters():
-        p.requires_grad_(True)
+    show2 = progress("pretrain: tasks", cfg.tasks_steps, lines=10)
+    on_probe2 = probe_val(cfg.tasks_probe_every, cfg.tasks_steps, offset=cfg.steps)
+    log2 = train_phase(model, mixed, steps=cfg.tasks_steps, groups=param_groups(model, cfg.tasks_lr, cfg.tasks_lr),
+                       grad_clip=cfg.grad_clip, warmup=max(1, cfg.tasks_steps // 10), state_dir=state_dir,
+                       key=f"{key}-tasks", checkpoint_every=cfg.checkpoint_every,
+                       on_step=lambda s, r: (show2(s, r), on_probe2(s, r)))
     held = world_videos(cfg.data_seed, STREAMS[2], cfg.n_probe, spec, cache=cache, **sampling)
     probes = probe(model, processor, held, batch_size=cfg.probe_batch, name="pretrain: probes")
     save_checkpoint(model, processor, tmp)
     weights = tmp / "model.safetensors"
-    card = {"params": n_params, "recipe": recipe, "recipe_key": key, "steps": {"perception": cfg.steps,
-            "tasks": cfg.tasks_steps}, "wall_time_s": round(time.time() - t0), **machine(), **probes,
+    card = {"params": n_params, "recipe": recipe, "recipe_key": key, "perception_key": perception_key,
+            "steps": {"perception": cfg.steps, "tasks": cfg.tasks_steps},
+            "wall_time_s": round(time.time() - t0), "resumed_from": resumed, **machine(), **probes,
             "sha256": {"model.safetensors": sha256(weights)},
             "first_steps": {"steps": FIRST_STEPS, "sha256": log1[FIRST_STEPS - 1]["first_steps_sha256"]}}
     atomic_write_json(tmp / "card.json", card)
@@ -456,6 +463,25 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
     return card
 
 
+def recipe_keys(cfg, spec, sampling: dict) -> tuple[dict, str, str]:
+    """(recipe, key, perception key): the recipe is what the weights depend on; its key names the
+    second phase's checkpoints (another recipe never resumes them), the perception key the first
+    phase's, from the recipe without the second phase's keys (a new second phase starts from them)."""
+    recipe = {"pretrain": asdict(cfg) | {"out_dir": None, "probe_every": None, "checkpoint_every": None,
+                                         "tasks_probe_every": None},
+              "world": asdict(spec), "sampling": sampling, "version": 2}
+    first = {k: v for k, v in recipe["pretrain"].items() if k not in TASKS_PHASE}
+    return recipe, digest(recipe), digest(recipe | {"pretrain": first})
+
+
+def _resumed(state_dir: Path | None, key: str, steps: int) -> int:
+    """The step a phase resumes from (0: a fresh start): `wall_time_s` covers the steps after it."""
+    last = latest_state(state_dir, key, steps) if state_dir is not None else None
+    return _step(last) if last is not None else 0
+
+
+TASKS_PHASE = ("n_tasks", "tasks_per_batch", "tasks_steps", "tasks_lr", "tasks_probe_every")
+"""The second phase's keys: the first phase's checkpoints do not depend on them."""
 PROBE_KEYS = ("objects_f1", "span_acc", "first_acc")
 FIRST_STEPS = 2
 """The card keeps the hash of the weights after this many perception steps, which a test recomputes."""

@@ -114,3 +114,36 @@ def train_supervised(model, processor, samples: list, clips: list, targets: list
                            "train/lr": schedule.get_last_lr()[0]})
     model.eval()
     return losses
+
+
+def examples(dcfg, cfg) -> tuple[list, list, list[str]]:
+    """The SFT items of `cfg.splits` (only `cfg.families` when set), their clips, and their
+    targets: the chain of thought, then the answer."""
+    from vrlib.data import load_split
+
+    samples, clips = [], []
+    for split in cfg.splits:  # [sft] by default; the equal-data arm of `make claims` adds rl (sft.splits)
+        more = load_split(f"data/{split}.jsonl", fps=dcfg.fps, min_frames=dcfg.min_frames,
+                          max_frames=dcfg.max_frames, families=cfg.families)
+        samples, clips = samples + more[0], clips + more[1]
+    return samples, clips, [s.process + s.solution for s in samples]
+
+
+def run(dcfg, bcfg, cfg, *, base: str = "models/base", out: str = "models/sft",
+        on_step: Callable[[int, dict], None] | None = None, items: tuple | None = None):
+    """The sft stage: LoRA on the base (4-bit when asked), `train_supervised` on `examples`
+    (or `items`, what `examples` returned before), the adapter written to `out`.
+    Returns (model, processor, losses)."""
+    from vrlib.model import add_lora, load_kwargs, load_model, load_processor, save_checkpoint
+
+    torch.manual_seed(cfg.seed)  # the SFT run's seed; the data's is the study's `seed`
+    processor = load_processor(base)
+    samples, clips, targets = items or examples(dcfg, cfg)
+    model = add_lora(load_model(base, load_in_4bit=cfg.load_in_4bit, **load_kwargs(bcfg)), r=cfg.lora_r,
+                     alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, seed=cfg.seed,
+                     gradient_checkpointing=cfg.gradient_checkpointing)
+    losses = train_supervised(model, processor, samples, clips, targets, steps=cfg.steps,
+                              batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr,
+                              grad_clip=cfg.grad_clip, seed=cfg.seed, on_step=on_step)
+    save_checkpoint(model, None, out)
+    return model, processor, losses

@@ -1,0 +1,188 @@
+"""Recipe choices on `val`: train each variant of a grid, score it on `val`, keep the best.
+
+    python -m vrlib.choose sft sft.lr=0.001,0.003 sft.steps=120,240
+    python -m vrlib.choose rft rft.temperature=0.2,1.0 rft.lr=0.0001,0.0003
+
+The first word says which model is compared (`sft`, or `rft`, the SFT model of the committed
+params under each RL variant); each `key=v1,v2` is one axis, the variants are their product,
+every other key is params.yaml's. Each variant trains in this process as its stage does
+(`vrlib.sft.run`, `vrlib.rft.run`), under `checkpoints/choose/<variant>/`, is decoded greedily
+on `val` by the eval stage's driver (`evaluate.run_model`) and leaves a record there, so a killed
+run resumes after the last finished variant. The summary, `metrics/choices/<stage>.json`, ranks
+the variants by their mean over tasks on `val`, with each one's interval against the committed
+params (items resampled within each task; one training run per variant, so the interval holds
+no training noise: `make claims` measures that). The test split is never read here.
+
+Why not `dvc exp run`: each would rerun the evaluation of every model on both splits (5 min);
+a variant here costs its training plus 30 s of decoding on `val`.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from vrlib import config, stats
+from vrlib.data import atomic_write_json, digest
+
+VAL = "data/val.jsonl"
+BASE = "models/base"
+ROOT = Path("checkpoints/choose")
+OUT = Path("metrics/choices")
+STAGES = ("sft", "rft")
+
+
+def axes(specs: list[str]) -> list[tuple[str, list]]:
+    """["sft.lr=0.001,0.003"] -> [("sft.lr", [0.001, 0.003])], each value read as YAML."""
+    out = []
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"choose: {spec!r} is not section.key=v1,v2")
+        out.append((key, [yaml.safe_load(v) for v in values.split(",")]))
+    return out
+
+
+def variants(specs: list[str]) -> list[dict[str, object]]:
+    """Every combination of the axes' values, as {dotted key: value}."""
+    ax = axes(specs)
+    return [dict(zip([k for k, _ in ax], combo)) for combo in itertools.product(*[v for _, v in ax])]
+
+
+def with_sets(raw: dict, sets: dict[str, object]) -> config.Params:
+    """params.yaml's dict with `sets` applied, checked as `config.load` checks the file."""
+    raw = copy.deepcopy(raw)
+    for key, value in sets.items():
+        section, name = key.split(".", 1)
+        raw.setdefault(section, {})[name] = value
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(raw, f)
+    try:
+        return config.load(f.name)
+    finally:
+        Path(f.name).unlink()
+
+
+def base_id() -> str:
+    """What names the base's weights (the base stage's pointer, with their sha256): a new base
+    never reuses a variant trained on the old one."""
+    pointer = Path(BASE) / "pointer.json"
+    return pointer.read_text() if pointer.is_file() else str(Path(BASE).resolve())
+
+
+def name_of(sets: dict[str, object]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sets.items()) or "committed"
+
+
+def evaluate_val(params: config.Params, adapters: list[str], folder: Path, name: str) -> dict:
+    """Greedy decodes of `val` by the eval stage's driver: {task: metrics} and per-item scores."""
+    from vrlib.data import load_split, video_path
+    from vrlib.evaluate import item_scores, run_model, settings, task_metrics
+
+    setup = settings(params.data, params.evaluation)
+    samples, clips = load_split(VAL, fps=setup["fps"], min_frames=setup["min_frames"],
+                                max_frames=setup["max_frames"])
+    traces = run_model(name, samples, [video_path(s, VAL) for s in samples], setup, model_dir=BASE,
+                       adapters=adapters, bcfg=params.base, items=VAL, partial_dir=folder / "decode",
+                       clips=clips, traces_path=folder / "val.jsonl").traces
+    return {"metrics": task_metrics(traces, params.evaluation.recalls), "items": item_scores(traces)}
+
+
+def train(stage: str, params: config.Params, folder: Path) -> list[str]:
+    """Train the variant's models in `folder`; the adapters the compared model stacks on the base."""
+    from vrlib import rft, sft
+
+    sft_dir = ROOT / "sft" / digest({"sft": params.sft.__dict__, "data": params.data.__dict__,
+                                        "base": base_id()})
+    if not (sft_dir / "adapter_model.safetensors").is_file():  # shared by the RL variants of one SFT
+        sft.run(params.data, params.base, params.sft, base=BASE, out=str(sft_dir),
+                on_step=progress_line("sft", params.sft.steps))
+    if stage == "sft":
+        return [str(sft_dir)]
+    out = folder / "rft"
+    rft.run(params.rft.seed, params.data, params.rft, params.base, base=BASE, sft=str(sft_dir), out=str(out),
+            checkpoint_dir=str(folder / "rft-checkpoints"), live_dir=None)
+    return [*([str(sft_dir)] if params.rft.init == "sft" else []), str(out)]
+
+
+def progress_line(name: str, steps: int):
+    from vrlib.logs import progress
+
+    return progress(f"choose {name}", steps)
+
+
+def over_tasks(metrics: dict) -> float:
+    from vrlib.evaluate import headline
+
+    return float(np.mean([headline(m) for m in metrics.values()]))
+
+
+def summarize(stage: str, records: list[dict], seed: int = 0) -> dict:
+    """The variants ranked by their mean over tasks on `val`, each with its difference from the
+    committed params' row (items resampled within each task), and the one chosen: the best."""
+    ref = next((r for r in records if not r["sets"]), None)
+    rows = []
+    for r in records:
+        row = {"variant": name_of(r["sets"]), "sets": r["sets"], "val": round(over_tasks(r["metrics"]), 2),
+               "format": round(float(np.mean([m["format"] for m in r["metrics"].values()])), 1),
+               "per_task": {t: round(float(m.get("mIoU", m.get("accuracy", 0.0))), 2)
+                            for t, m in r["metrics"].items()},
+               "minutes": r["minutes"]}
+        if ref is not None and r is not ref:
+            diffs = [np.array([r["items"][t][i] - ref["items"][t][i] for i in sorted(ref["items"][t])])
+                     for t in sorted(ref["items"])]
+            row["minus committed"] = stats.stratified_interval(diffs, seed=seed).as_dict()
+        rows.append(row)
+    rows.sort(key=lambda row: -row["val"])
+    return {"stage": stage, "split": "val", "metric": "mean over tasks of each task's headline metric",
+            "variants": rows, "chosen": rows[0]["variant"] if rows else None}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from vrlib.stage import quiet
+
+    ap = argparse.ArgumentParser(description="choose a recipe on val: train each variant, decode val, rank")
+    ap.add_argument("stage", choices=STAGES, help="the model compared: sft, or rft on the committed SFT recipe")
+    ap.add_argument("axes", nargs="+", help="section.key=v1,v2 (the committed value is added to each axis)")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    quiet()
+    raw = yaml.safe_load(Path(args.params).read_text())
+    todo = [{}] + [s for s in variants(args.axes) if any(
+        raw.get(k.split(".")[0], {}).get(k.split(".", 1)[1]) != v for k, v in s.items())]
+    records = []
+    for i, sets in enumerate(todo):
+        params = with_sets(raw, sets)
+        folder = ROOT / args.stage / digest({"sets": sets, "params": raw, "base": base_id()})
+        record = folder / "record.json"
+        if record.is_file():
+            print(f"choose: {name_of(sets)}: done before ({record})", flush=True)
+            records.append(json.loads(record.read_text()))
+            continue
+        print(f"choose: variant {i + 1}/{len(todo)}: {name_of(sets)}", flush=True)
+        t0 = time.time()
+        adapters = train(args.stage, params, folder)
+        val = evaluate_val(params, adapters, folder, name_of(sets))
+        records.append({"sets": sets, **val, "minutes": round((time.time() - t0) / 60, 1)})
+        atomic_write_json(record, records[-1])
+        print(f"choose: {name_of(sets)}: val {over_tasks(val['metrics']):.1f} over tasks "
+              f"({records[-1]['minutes']} min)", flush=True)
+    result = summarize(args.stage, records)
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(OUT / f"{args.stage}.json", result)
+    for row in result["variants"]:
+        d = row.get("minus committed")
+        print(f"{row['val']:6.1f}  format {row['format']:5.1f}  {row['variant']}"
+              + (f"   - committed: {stats.fmt(d)}" if d else ""))
+    print(f"choose: chosen on val: {result['chosen']} ({OUT / (args.stage + '.json')})")
+
+
+if __name__ == "__main__":
+    main()
