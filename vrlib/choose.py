@@ -9,8 +9,8 @@ every other key is params.yaml's. Each variant trains in this process as its sta
 (`vrlib.sft.run`, `vrlib.rft.run`), under `checkpoints/choose/<variant>/`, is decoded greedily
 on `val` by the eval stage's driver (`evaluate.run_model`) and leaves a record there, so a killed
 run resumes after the last finished variant. The summary, `metrics/choices/<stage>.json`, ranks
-the variants by their mean over tasks on `val`, with each one's interval against the committed
-params (items resampled within each task; one training run per variant, so the interval holds
+the variants of this grid and of earlier grids on the same params and base by their mean over
+tasks on `val`, with each one's interval against the committed params (items resampled within each task; one training run per variant, so the interval holds
 no training noise: `make claims` measures that). The test split is never read here.
 
 Why not `dvc exp run`: each would rerun the evaluation of every model on both splits (5 min);
@@ -174,6 +174,13 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_json(record, records[-1])
         print(f"choose: {name_of(sets)}: val {over_tasks(val['metrics']):.1f} over tasks "
               f"({records[-1]['minutes']} min)", flush=True)
+    seen = {json.dumps(r["sets"], sort_keys=True) for r in records}
+    for path in sorted((ROOT / args.stage).glob("*/record.json")):  # earlier grids on the same params and base
+        r = json.loads(path.read_text())
+        if (path.parent.name == digest({"sets": r["sets"], "params": raw, "base": base_id()})
+                and json.dumps(r["sets"], sort_keys=True) not in seen):
+            records.append(r)
+            seen.add(json.dumps(r["sets"], sort_keys=True))
     result = summarize(args.stage, records)
     OUT.mkdir(parents=True, exist_ok=True)
     atomic_write_json(OUT / f"{args.stage}.json", result)
