@@ -1,11 +1,13 @@
 """vrlib.speed's GRPO step timing at the tiny size, the Qwen2.5-VL shapes it builds, the GPU
-check script that runs it, and the launch files for several GPUs and nodes (accelerate configs,
-SLURM script).
+check script that runs it, the launch files for several GPUs and nodes (accelerate configs,
+SLURM script), and the strict CPU mode's comparison (its table, its settings reaching torch, one
+setting's run at the tiny size).
 
 Run: `.venv/bin/pytest tests/test_speed.py`
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -110,6 +112,90 @@ def test_grpo_bench_runs_without_av_or_decord(tmp_path):
     assert run.stdout.splitlines()[-1] == "[]"  # none of them imported
     assert json.loads((tmp_path / "grpo.json").read_text())["rows"] == dict(list(table(run.stdout).items())[1:])
     assert "step 0: " in run.stderr  # each step's time, as it ends
+
+
+# ----------------------------------------------------------------------------- strict mode
+def strict_row(setting: str, seconds: float, weights: str) -> dict:
+    return {"setting": setting, "capability": "X", "threads": 2, "s_per_step": seconds, "first_step_s": 2.0,
+            "loss": 1.0, "weights_sha256": weights, "inputs_sha256": "in", "env": speed.STRICT_SETTINGS[setting]}
+
+
+def test_strict_table_and_verdict_by_hand():
+    # default and avx2 differ (a), strict and strict on avx2 agree (b); strict takes 1.5 s for 1.2 s
+    rows = [strict_row("default", 1.2, "a1"), strict_row("avx2", 1.0, "a2"),
+            strict_row("strict", 1.5, "b"), strict_row("strict, avx2 machine", 1.5, "b")]
+    lines, verdict = speed.strict_table(rows)
+    cells = [line.strip("| ").split(" | ") for line in lines[2:]]
+    assert [c[0] for c in cells] == list(speed.STRICT_SETTINGS)
+    assert [c[3] for c in cells] == ["1.00", "0.83", "1.25", "1.25"]  # x default
+    assert [c[4:6] for c in cells] == [["yes", "no"], ["no", "no"], ["no", "yes"], ["no", "yes"]]
+    assert verdict == {"strict_cost": pytest.approx(1.25), "strict_same_across_isas": "yes",
+                       "default_same_across_isas": "no"}
+
+
+def test_strict_env_drops_the_other_settings_variables(monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "AVX512")  # a shell's own: not inherited by the default run
+    assert "MKL_CBWR" not in speed.strict_env("default")
+    assert speed.strict_env("strict")["MKL_CBWR"] == "COMPATIBLE"
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    run = subprocess.run([sys.executable, "-c", code], env=speed.strict_env("strict"), capture_output=True, text=True)
+    assert run.stdout.strip() == "DEFAULT"  # torch reads it at start: no vector kernels
+
+
+def test_strict_bench_prints_the_table_and_writes_the_rows(monkeypatch, capsys, tmp_path):
+    """The parent's path, its children stood in for: one per setting, in order, with its options."""
+    calls = []
+
+    def child(setting, *, steps, threads, tiny, params):
+        calls.append((setting, steps, threads, tiny))
+        strict = setting.startswith("strict")  # 1.8 s and the same weights; the default mode's differ
+        return strict_row(setting, 1.8 if strict else 1.2, "b" if strict else setting)
+
+    monkeypatch.setattr(speed, "run_strict_child", child)
+    speed.main(["strict", "--steps", "3", "--threads", "2", "--tiny", "--json", str(tmp_path / "strict.json")])
+    out = capsys.readouterr().out
+    assert calls == [(s, 3, 2, True) for s in speed.STRICT_SETTINGS]
+    assert "| strict, avx2 machine | X | 1.800 | 1.50 | no | yes | yes |" in out.splitlines()
+    assert out.splitlines()[-1] == ("strict costs 1.50x; same weights across ISAs in strict mode: yes; "
+                                    "default mode across ISAs: no")
+    written = json.loads((tmp_path / "strict.json").read_text())
+    assert [r["setting"] for r in written["rows"]] == list(speed.STRICT_SETTINGS)
+    assert written["verdict"]["strict_cost"] == pytest.approx(1.5)
+
+
+def tiny_strict_run(setting: str = "default") -> dict:
+    return speed.strict_child(setting, steps=2, threads=torch.get_num_threads(), tiny=True,
+                              params=str(ROOT / "params.yaml"))
+
+
+def test_strict_child_is_deterministic_and_its_timing_changes_nothing():
+    """One setting run twice gives the same weights bit for bit, and so does `pretrain.run`
+    unwrapped: the timing wrapper leaves training alone."""
+    from vrlib import config, pretrain
+
+    first, second = tiny_strict_run(), tiny_strict_run()
+    assert tuple(first) == speed.STRICT_ROWS and first["s_per_step"] > 0 and first["first_step_s"] > 0
+    assert first["capability"] == torch.backends.cpu.get_cpu_capability()
+    same = ("weights_sha256", "inputs_sha256", "loss")
+    assert {k: first[k] for k in same} == {k: second[k] for k in same}
+    params = config.load(ROOT / "params.yaml")
+    cfg = dataclasses.replace(params.pretrain, **speed.STRICT_DATA | speed.STRICT_TINY)
+    plain = pretrain.run(cfg, params.data, state_dir=None, live_dir=None, stop_after=2)
+    assert pretrain.state_hash(plain["model"]) == first["weights_sha256"]
+    assert plain["log"][-1]["train/loss"] == first["loss"]
+
+
+@pytest.mark.slow
+def test_strict_child_in_a_fresh_process_gives_this_ones_weights():
+    """The parent's own path (`run_strict_child`: a fresh process, its JSON line read back)
+    agrees with this process, about 30 s of imports and setup on 2 cores."""
+    if any(k in os.environ for env in speed.STRICT_SETTINGS.values() for k in env):
+        pytest.skip("this process runs with a strict-mode variable set: its run is not the default's")
+    fresh = speed.run_strict_child("default", steps=2, threads=torch.get_num_threads(), tiny=True,
+                                   params=str(ROOT / "params.yaml"))
+    here = tiny_strict_run()
+    same = ("weights_sha256", "inputs_sha256", "loss", "capability", "threads")
+    assert {k: fresh[k] for k in same} == {k: here[k] for k in same}
 
 
 # ----------------------------------------------------------------------------- the GPU check

@@ -1,10 +1,11 @@
-"""Speed: throughput of the data path and of a GRPO step (scripts, not timed tests), each
-printing a markdown table with the machine:
+"""Speed: throughput of the data path and of a GRPO step, and the cost of a strict CPU mode
+(scripts, not timed tests), each printing a markdown table with the machine:
 
     python -m vrlib.speed data [--n 20] [--repeat 3]
     python -m vrlib.speed grpo --shape {tiny,qwen2.5-vl-3b,qwen2.5-vl-7b} [--steps 3] [--prompts 1]
         [--completion 768] [--frames 16] [--max-pixels 100352] [--static-cache] [--compile [MODE]]
         [--json PATH]
+    python -m vrlib.speed strict [--steps 30] [--threads N] [--tiny] [--json PATH]
 
 `data` measures how fast the world generates items (frames rendered and MP4 written, per
 family) and how fast our loader decodes the frames the model sees, against raw decord on the
@@ -16,17 +17,28 @@ a real one (4-bit QLoRA, gradient checkpointing), on synthetic videos; completio
 exactly `--completion` tokens so runs compare. It sets the rollout speed against the
 memory-bandwidth bound of a 4-bit decode step. Each step's time goes to stderr as it ends, so a
 run cut short still says how far it got; `--json` also writes the table's rows to a file.
+
+`strict` asks what bit-for-bit results across x86 CPUs would cost. It runs the same short
+pretraining (`pretrain.run`, the committed model on a 64-video world) once per setting of
+`STRICT_SETTINGS`, each in a fresh process with the same thread count: the default (torch picks
+AVX512 here), an AVX2 CPU stood in for by capping torch, oneDNN, MKL and numpy, the strict mode
+(`STRICT`), and the strict mode on that stand-in AVX2 CPU. It prints seconds per step, the
+weights' sha256 and whether they are equal across settings, and a verdict line: what strict
+mode costs and whether it gives the same weights from both instruction sets.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -392,6 +404,141 @@ def bench_grpo(args, command: str) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- strict
+STRICT = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+"""A strict, portable CPU mode: torch's kernels without vectors (`default`), MKL's conditional
+numerical reproducibility branch that any x86 CPU runs (`COMPATIBLE`), oneDNN held to SSE4.1
+(the patch embedding's Conv3d)."""
+AVX2_CPU = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "NPY_DISABLE_CPU_FEATURES": "X86_V4,AVX512_ICL,AVX512_SPR"}
+"""What an AVX2-only CPU holds back by itself, besides the knobs each setting names: MKL's and
+numpy's own dispatch (numpy 2.x's dispatch groups above AVX2)."""
+STRICT_SETTINGS = {
+    "default": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", **AVX2_CPU},
+    "strict": STRICT,
+    "strict, avx2 machine": {**STRICT, **AVX2_CPU},
+}
+"""Each setting's environment, read by torch, MKL, oneDNN and numpy at process start (so each
+runs in a process of its own). "avx2" stands in for an AVX2-only CPU in the default mode. In
+strict mode torch, MKL's results and oneDNN are already held below AVX2, so an AVX2 machine in
+strict mode differs from this one only in what strict mode leaves free: MKL's and numpy's
+dispatch ceiling (AVX2_CPU). FFmpeg's (PyAV's and decord's) SIMD has no such switch: a real
+AVX2 CPU is the only test of the data path."""
+STRICT_DATA = dict(n_videos=64, n_tasks=22, n_probe=2, n_probe_val=2, n_corpus=2)
+"""The committed recipe's model on a small world: the recipe's kernels, a short setup."""
+STRICT_TINY = dict(hidden_size=32, num_hidden_layers=1, intermediate_size=64, vision_hidden_size=32,
+                   vision_depth=1, n_videos=4, n_tasks=11, batch_size=3, tasks_per_batch=1)
+"""`--tiny`: the tests' size, seconds on a CPU."""
+STRICT_ROWS = ("setting", "capability", "threads", "s_per_step", "first_step_s", "loss", "weights_sha256",
+               "inputs_sha256", "env")
+
+
+def batch_hash(batch) -> str:
+    """sha256 of an encoded batch's tensors, in key order: equal hashes, the same model inputs."""
+    h = hashlib.sha256()
+    for key in sorted(batch.keys()):
+        if isinstance(batch[key], torch.Tensor):
+            h.update(key.encode())
+            h.update(batch[key].contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def strict_child(setting: str, *, steps: int, threads: int, tiny: bool, params: str = "params.yaml") -> dict:
+    """K steps of the tiny base's pretraining (`pretrain.run`), in this process's environment.
+
+    Timed by the clock at each step's end, through `pretrain.train_phase` wrapped here (`run`
+    itself unchanged): the world's rendering and decoding and the model's build are not counted,
+    and s/step is the mean of steps 2..K (the first, with its one-off warm-up, is `first_step_s`;
+    a 3600-step run pays it once). Step 2 includes the one weight hash `run` takes there. The
+    inputs hash is of step 0's batch, drawn once more before the loop (it shares no RNG with
+    training: tests/test_speed.py checks the weights against `run` unwrapped)."""
+    from unittest import mock
+
+    from vrlib import config, pretrain
+
+    loaded = config.load(params)
+    cfg = replace(loaded.pretrain, **STRICT_DATA | (STRICT_TINY if tiny else {}))
+    torch.set_num_threads(threads)
+    ends, inputs = [], []  # ends: the clock before step 1, then after each step
+    train_phase = pretrain.train_phase
+
+    def timed(model, batch_of, *, on_step, **kw):
+        def stamped(step: int, row: dict) -> None:
+            on_step(step, row)
+            ends.append(time.perf_counter())
+
+        inputs.append(batch_hash(batch_of(0)))
+        ends.append(time.perf_counter())
+        return train_phase(model, batch_of, on_step=stamped, **kw)
+
+    with mock.patch.object(pretrain, "train_phase", timed), contextlib.redirect_stdout(sys.stderr):
+        out = pretrain.run(cfg, loaded.data, state_dir=None, live_dir=None, stop_after=steps)
+    steady = (ends[-1] - ends[1]) / (len(ends) - 2) if len(ends) > 2 else ends[-1] - ends[0]
+    row = {"setting": setting, "capability": torch.backends.cpu.get_cpu_capability(),
+           "threads": torch.get_num_threads(), "s_per_step": steady, "first_step_s": ends[1] - ends[0],
+           "loss": out["log"][-1]["train/loss"], "weights_sha256": pretrain.state_hash(out["model"]),
+           "inputs_sha256": inputs[0], "env": STRICT_SETTINGS[setting]}
+    assert tuple(row) == STRICT_ROWS
+    return row
+
+
+def strict_env(setting: str) -> dict[str, str]:
+    """This process's environment with the setting's variables, and none of the other settings'
+    inherited (a shell's MKL_CBWR would otherwise change the "default" run)."""
+    knobs = {k for env in STRICT_SETTINGS.values() for k in env}
+    return {k: v for k, v in os.environ.items() if k not in knobs} | STRICT_SETTINGS[setting]
+
+
+def run_strict_child(setting: str, *, steps: int, threads: int, tiny: bool, params: str) -> dict:
+    """`strict_child` in a fresh process with `strict_env(setting)`; its one JSON line back."""
+    cmd = [sys.executable, "-m", "vrlib.speed", "strict", "--child", setting, "--steps", str(steps),
+           "--threads", str(threads), "--params", str(Path(params).resolve())] + (["--tiny"] if tiny else [])
+    done = subprocess.run(cmd, env=strict_env(setting), cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"strict {setting!r} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def strict_table(rows: list[dict]) -> tuple[list[str], dict]:
+    """The markdown table of the settings' rows (`STRICT_SETTINGS` order) and the verdict."""
+    by = {r["setting"]: r for r in rows}
+    base, strict = by["default"], by["strict"]
+    def yes(a: dict, b: dict, key: str = "weights_sha256") -> str:
+        return "yes" if a[key] == b[key] else "no"
+
+    lines = ["| setting | capability | s/step | x default | weights equal to default | weights equal to strict "
+             "| step-0 inputs equal to default |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['setting']} | {r['capability']} | {r['s_per_step']:.3f} "
+              f"| {r['s_per_step'] / base['s_per_step']:.2f} | {yes(r, base)} | {yes(r, strict)} "
+              f"| {yes(r, base, 'inputs_sha256')} |" for r in rows]
+    verdict = {"strict_cost": strict["s_per_step"] / base["s_per_step"],
+               "strict_same_across_isas": yes(strict, by["strict, avx2 machine"]),
+               "default_same_across_isas": yes(base, by["avx2"])}
+    return lines, verdict
+
+
+def bench_strict(args, command: str) -> str:
+    rows = []
+    for setting in STRICT_SETTINGS:
+        rows.append(run_strict_child(setting, steps=args.steps, threads=args.threads, tiny=args.tiny,
+                                     params=args.params))
+        log(f"{setting}: {rows[-1]['capability']}, {rows[-1]['s_per_step']:.3f} s/step, "
+            f"weights {rows[-1]['weights_sha256'][:12]}")
+    lines, verdict = strict_table(rows)
+    settings = (f"{args.steps} pretraining steps of the {'tiny test' if args.tiny else 'committed'} shape "
+                f"({', '.join(f'{k}={v}' for k, v in (STRICT_DATA | (STRICT_TINY if args.tiny else {})).items())}), "
+                f"{rows[0]['threads']} threads in every setting; s/step: the mean of steps 2..{args.steps}, "
+                "training only (not the world's rendering nor the model's build)")
+    host = f"{machine()}; torch {torch.__version__}"
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": host, "command": command, "settings": settings,
+                                               "rows": rows, "verdict": verdict}, indent=1))
+    said = (f"strict costs {verdict['strict_cost']:.2f}x; same weights across ISAs in strict mode: "
+            f"{verdict['strict_same_across_isas']}; default mode across ISAs: {verdict['default_same_across_isas']}")
+    return "\n".join([f"machine: {host}", "", f"command: `{command}`; {settings}", "", *lines, "", said])
+
+
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -420,13 +567,29 @@ def main(argv: list[str] | None = None) -> None:
                       help="GPU memory bandwidth, GB/s (default by name: H100 3350, H200 4800)")
     grpo.add_argument("--cache-dir", default=None, help="keep the random checkpoint here between runs")
     grpo.add_argument("--json", default=None, metavar="PATH", help="also write the table's rows to this JSON file")
+    strict = sub.add_parser("strict", help="cost of a strict, portable CPU mode; same weights across ISAs?")
+    strict.add_argument("--steps", type=int, default=30, help="pretraining steps per setting")
+    strict.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, in every setting")
+    strict.add_argument("--tiny", action="store_true", help="a model of the tests' size (STRICT_TINY)")
+    strict.add_argument("--params", default="params.yaml", help="its `pretrain` and `data` sections")
+    strict.add_argument("--json", default=None, metavar="PATH", help="also write the rows to this JSON file")
+    strict.add_argument("--child", choices=STRICT_SETTINGS, default=None,
+                        help="(internal) run one setting in this process; print its row as JSON")
     args = parser.parse_args(argv)
     np.random.seed(0)
+    argv = sys.argv[1:] if argv is None else argv
     if args.what == "data":
         print(bench_data(args.n, args.repeat))
-    else:
-        argv = sys.argv[1:] if argv is None else argv
+    elif args.what == "grpo":
         print(bench_grpo(args, "python -m vrlib.speed " + " ".join(argv)))
+    elif args.child:
+        from vrlib.stage import quiet
+
+        quiet()
+        print(json.dumps(strict_child(args.child, steps=args.steps, threads=args.threads, tiny=args.tiny,
+                                      params=args.params)))
+    else:
+        print(bench_strict(args, "python -m vrlib.speed " + " ".join(argv)))
 
 
 if __name__ == "__main__":
