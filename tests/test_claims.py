@@ -123,7 +123,10 @@ def test_the_sft_notebook_seeds_its_run_with_sft_seed():
     cells = json.loads((ROOT / "notebooks/03_sft_cold_start.ipynb").read_text())["cells"]
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     assert "seed=seed" not in code and "manual_seed(seed)" not in code
-    assert code.count("seed=cfg.seed") == 2 and "cfg.splits" in code and "families=cfg.families" in code
+    assert "run(dcfg, bcfg, cfg" in code and "examples(dcfg, cfg)" in code  # vrlib.sft.run seeds with cfg.seed
+    sft_code = (ROOT / "vrlib/sft.py").read_text()
+    assert "torch.manual_seed(cfg.seed)" in sft_code and sft_code.count("seed=cfg.seed") == 2
+    assert "cfg.splits" in sft_code and "families=cfg.families" in sft_code
     stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["sft"]
     assert "seed" not in stage["params"] and "sft" in stage["params"]
 

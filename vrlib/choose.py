@@ -118,6 +118,15 @@ def progress_line(name: str, steps: int):
     return progress(f"choose {name}", steps)
 
 
+def signal(folder: Path) -> dict:
+    """An RL variant's share of groups whose rewards differ (a non-zero advantage), mean over steps."""
+    history = folder / "rft" / "history.json"
+    if not history.is_file():
+        return {}
+    steps = json.loads(history.read_text())
+    return {"groups_with_signal": round(1 - sum(h["group/frac_zero_std"] for h in steps) / len(steps), 3)}
+
+
 def over_tasks(metrics: dict) -> float:
     from vrlib.evaluate import headline
 
@@ -127,14 +136,16 @@ def over_tasks(metrics: dict) -> float:
 def summarize(stage: str, records: list[dict], seed: int = 0) -> dict:
     """The variants ranked by their mean over tasks on `val`, each with its difference from the
     committed params' row (items resampled within each task), and the one chosen: the best."""
+    from vrlib.evaluate import headline
+
     ref = next((r for r in records if not r["sets"]), None)
     rows = []
     for r in records:
         row = {"variant": name_of(r["sets"]), "sets": r["sets"], "val": round(over_tasks(r["metrics"]), 2),
                "format": round(float(np.mean([m["format"] for m in r["metrics"].values()])), 1),
-               "per_task": {t: round(float(m.get("mIoU", m.get("accuracy", 0.0))), 2)
-                            for t, m in r["metrics"].items()},
-               "minutes": r["minutes"]}
+               "per_task": {t: round(float(headline(m)), 2) for t, m in r["metrics"].items()},
+               "minutes": r["minutes"]} | ({"groups_with_signal": r["groups_with_signal"]}
+                                            if "groups_with_signal" in r else {})
         if ref is not None and r is not ref:
             diffs = [np.array([r["items"][t][i] - ref["items"][t][i] for i in sorted(ref["items"][t])])
                      for t in sorted(ref["items"])]
@@ -170,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.time()
         adapters = train(args.stage, params, folder)
         val = evaluate_val(params, adapters, folder, name_of(sets))
-        records.append({"sets": sets, **val, "minutes": round((time.time() - t0) / 60, 1)})
+        records.append({"sets": sets, **val, "minutes": round((time.time() - t0) / 60, 1)} | signal(folder))
         atomic_write_json(record, records[-1])
         print(f"choose: {name_of(sets)}: val {over_tasks(val['metrics']):.1f} over tasks "
               f"({records[-1]['minutes']} min)", flush=True)
@@ -181,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
                 and json.dumps(r["sets"], sort_keys=True) not in seen):
             records.append(r)
             seen.add(json.dumps(r["sets"], sort_keys=True))
-    result = summarize(args.stage, records)
+    result = summarize(args.stage, records) | {"committed": {k: raw[k] for k in STAGES[:STAGES.index(args.stage) + 1]}}
     OUT.mkdir(parents=True, exist_ok=True)
     atomic_write_json(OUT / f"{args.stage}.json", result)
     for row in result["variants"]:

@@ -50,12 +50,13 @@ DECIDED_ON = "val"
 OUT = Path("metrics/claims.json")
 RUNS = Path("metrics/claims")
 """One record per configuration and seed (`ablations.run_record`): what a resumed `make claims` keeps."""
-MINUTES = {"committed": 5.7, "grpo": 3.3, "relative": 3.9, "rl from base": 3.9, "grounding": 5.1,
-           "grounding sft": 3.8}
+MINUTES = {"committed": 12.3, "grpo": 5.2, "relative": 6.4, "rl from base": 6.4, "grounding": 11.1,
+           "grounding sft": 8.6}
 """Expected minutes per run on the 2-core machine, from the committed study's stage times (SFT
-76 s, RFT 137 s, about 35 s per model evaluated on val + eval without TCR, and the 60-70 s
-of DVC and kernel start-up an ablation run showed: 4 min for RFT + evaluation). Retrained SFT
-models are evaluated again; the base's decodes are reused. An estimate, printed by `--plan`."""
+284 s, RFT 249 s, about 1.2 min per model evaluated on val + eval without TCR, about 1 min of
+DVC and kernel start-up; GRPO at 0.73 of T-GRPO's time, as measured on an earlier base).
+Retrained SFT models are evaluated again; the base's decodes are reused. An estimate, printed
+by `--plan`."""
 
 
 @dataclass(frozen=True)
