@@ -21,6 +21,7 @@ def test_the_grid_is_the_product_of_the_axes_read_as_yaml():
     grid = choose.variants(["sft.lr=0.001,0.003", "sft.families=[grounding],[]"])
     assert grid == [{"sft.lr": 0.001, "sft.families": ["grounding"]}, {"sft.lr": 0.001, "sft.families": []},
                     {"sft.lr": 0.003, "sft.families": ["grounding"]}, {"sft.lr": 0.003, "sft.families": []}]
+    assert choose.variants(["sft.splits=[sft],[sft,rl]"]) == [{"sft.splits": ["sft"]}, {"sft.splits": ["sft", "rl"]}]
     with pytest.raises(SystemExit, match="section.key"):
         choose.axes(["lr=0.1"])
 
@@ -32,6 +33,27 @@ def test_a_variant_is_checked_like_params_yaml():
     assert params.sft.steps == raw["sft"]["steps"]  # the rest is the committed file
     with pytest.raises(ParamsError, match="known keys"):
         choose.with_sets(raw, {"sft.lrr": 0.01})
+
+
+def test_at_a_real_scale_a_variant_overrides_the_scales_preset():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    scale = next(iter(raw["presets"]))
+    params = choose.with_sets(raw | {"scale": scale}, {"sft.lr": 0.0123})
+    assert params.sft.lr == 0.0123
+
+
+def test_an_sft_adapter_is_keyed_by_everything_it_depends_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/sft.jsonl").write_text("{}\n")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    key = choose.sft_key(choose.with_sets(raw, {}))
+    assert choose.sft_key(choose.with_sets(raw, {"rft.lr": 0.5})) == key  # RL variants share their SFT
+    for sets in ({"sft.lr": 0.5}, {"base.dtype": "bfloat16"}, {"data.n_sft": 7}):
+        assert choose.sft_key(choose.with_sets(raw, sets)) != key, sets
+    assert choose.sft_key(choose.with_sets(raw | {"seed": 5}, {})) != key
+    (tmp_path / "data/sft.jsonl").write_text("{}\n{}\n")
+    assert choose.sft_key(choose.with_sets(raw, {})) != key  # new data, new adapter
 
 
 def _record(sets: dict, per_task: dict[str, list[float]]) -> dict:

@@ -91,9 +91,11 @@ def test_a_new_second_phase_starts_from_the_first_phases_checkpoints(tmp_path, c
     assert card["resumed_from"] == {"perception": 0, "tasks": 0}
     assert card["steps"] == {"perception": cfg.steps, "tasks": cfg.tasks_steps}
     assert pretrain.read_card(tmp_path / "base")["sha256"] == card["sha256"]
+    first_phase = sorted(p.name for p in (tmp_path / "state").glob(f"{first}-perception-step*.pt"))
     again = pretrain.run(dataclasses.replace(cfg, tasks_lr=3e-4), dcfg, state_dir=tmp_path / "state", live_dir=None)
     assert again["resumed_from"] == {"perception": cfg.steps, "tasks": 0}
-    assert again["first_steps"] == card["first_steps"]
+    assert sorted(p.name for p in (tmp_path / "state").glob(f"{first}-perception-step*.pt")) == first_phase
+    assert again["sha256"] != card["sha256"]  # the new second phase trained: other weights
 
 
 def test_the_committed_base_matches_its_card():

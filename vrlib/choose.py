@@ -10,8 +10,9 @@ every other key is params.yaml's. Each variant trains in this process as its sta
 on `val` by the eval stage's driver (`evaluate.run_model`) and leaves a record there, so a killed
 run resumes after the last finished variant. The summary, `metrics/choices/<stage>.json`, ranks
 the variants of this grid and of earlier grids on the same params and base by their mean over
-tasks on `val`, with each one's interval against the committed params (items resampled within each task; one training run per variant, so the interval holds
-no training noise: `make claims` measures that). The test split is never read here.
+tasks on `val`, with each one's interval against the committed params (items resampled within
+each task; one training run per variant, so the interval holds no training noise: `make claims`
+measures that). The test split is never read here.
 
 Why not `dvc exp run`: each would rerun the evaluation of every model on both splits (5 min);
 a variant here costs its training plus 30 s of decoding on `val`.
@@ -46,7 +47,7 @@ def axes(specs: list[str]) -> list[tuple[str, list]]:
         key, sep, values = spec.partition("=")
         if not sep or "." not in key:
             raise SystemExit(f"choose: {spec!r} is not section.key=v1,v2")
-        out.append((key, [yaml.safe_load(v) for v in values.split(",")]))
+        out.append((key, yaml.safe_load(f"[{values}]")))  # a value may be a list: [sft],[sft,rl]
     return out
 
 
@@ -57,11 +58,16 @@ def variants(specs: list[str]) -> list[dict[str, object]]:
 
 
 def with_sets(raw: dict, sets: dict[str, object]) -> config.Params:
-    """params.yaml's dict with `sets` applied, checked as `config.load` checks the file."""
+    """params.yaml's dict with `sets` applied, checked as `config.load` checks the file. At a
+    scale other than tiny the sets go into that scale's preset, which would override them."""
     raw = copy.deepcopy(raw)
+    scale = raw.get("scale", "tiny")
     for key, value in sets.items():
         section, name = key.split(".", 1)
-        raw.setdefault(section, {})[name] = value
+        where = raw if scale == "tiny" else raw.setdefault("presets", {}).setdefault(scale, {})
+        if where.get(section) is None:
+            where[section] = {}
+        where[section][name] = value
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(raw, f)
     try:
@@ -99,11 +105,13 @@ def train(stage: str, params: config.Params, folder: Path) -> list[str]:
     """Train the variant's models in `folder`; the adapters the compared model stacks on the base."""
     from vrlib import rft, sft
 
-    sft_dir = ROOT / "sft" / digest({"sft": params.sft.__dict__, "data": params.data.__dict__,
-                                        "base": base_id()})
-    if not (sft_dir / "adapter_model.safetensors").is_file():  # shared by the RL variants of one SFT
+    from vrlib.logs import progress
+
+    sft_dir = ROOT / "sft" / sft_key(params)
+    needed = stage == "sft" or params.rft.init == "sft"
+    if needed and not (sft_dir / "adapter_model.safetensors").is_file():  # shared by the RL variants of one SFT
         sft.run(params.data, params.base, params.sft, base=BASE, out=str(sft_dir),
-                on_step=progress_line("sft", params.sft.steps))
+                on_step=progress("choose sft", params.sft.steps))
     if stage == "sft":
         return [str(sft_dir)]
     out = folder / "rft"
@@ -112,10 +120,17 @@ def train(stage: str, params: config.Params, folder: Path) -> list[str]:
     return [*([str(sft_dir)] if params.rft.init == "sft" else []), str(out)]
 
 
-def progress_line(name: str, steps: int):
-    from vrlib.logs import progress
+def sft_key(params: config.Params) -> str:
+    """What an SFT adapter depends on: the sft, data and base sections, the study's seed, the
+    base's weights and the bytes of the splits it trains on (a variant never reuses another's)."""
+    return digest({"sft": params.sft.__dict__, "data": params.data.__dict__, "base_cfg": params.base.__dict__,
+                   "seed": params.seed, "base": base_id()}, files=[f"data/{s}.jsonl" for s in params.sft.splits])
 
-    return progress(f"choose {name}", steps)
+
+def variant_key(raw: dict, sets: dict, params: config.Params) -> str:
+    """A variant's folder: its sets on these params, the base's weights, the val and rl splits' bytes."""
+    return digest({"sets": sets, "params": raw, "base": base_id()},
+                  files=[VAL, "data/rl.jsonl", *[f"data/{s}.jsonl" for s in params.sft.splits]])
 
 
 def signal(folder: Path) -> dict:
@@ -166,12 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     quiet()
     raw = yaml.safe_load(Path(args.params).read_text())
-    todo = [{}] + [s for s in variants(args.axes) if any(
-        raw.get(k.split(".")[0], {}).get(k.split(".", 1)[1]) != v for k, v in s.items())]
+    committed = config.load(args.params)
+    todo = [{}] + [s for s in variants(args.axes) if any(  # the committed values are its first row
+        getattr(getattr(committed, k.split(".")[0]), k.split(".", 1)[1]) != v for k, v in s.items())]
     records = []
     for i, sets in enumerate(todo):
         params = with_sets(raw, sets)
-        folder = ROOT / args.stage / digest({"sets": sets, "params": raw, "base": base_id()})
+        folder = ROOT / args.stage / variant_key(raw, sets, params)
         record = folder / "record.json"
         if record.is_file():
             print(f"choose: {name_of(sets)}: done before ({record})", flush=True)
@@ -188,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     seen = {json.dumps(r["sets"], sort_keys=True) for r in records}
     for path in sorted((ROOT / args.stage).glob("*/record.json")):  # earlier grids on the same params and base
         r = json.loads(path.read_text())
-        if (path.parent.name == digest({"sets": r["sets"], "params": raw, "base": base_id()})
+        if (path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"]))
                 and json.dumps(r["sets"], sort_keys=True) not in seen):
             records.append(r)
             seen.add(json.dumps(r["sets"], sort_keys=True))

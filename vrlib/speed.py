@@ -21,10 +21,11 @@ run cut short still says how far it got; `--json` also writes the table's rows t
 `strict` asks what bit-for-bit results across x86 CPUs would cost. It runs the same short
 pretraining (`pretrain.run`, the committed model on a 64-video world) once per setting of
 `STRICT_SETTINGS`, each in a fresh process with the same thread count: the default (torch picks
-AVX512 here), an AVX2 CPU stood in for by capping torch, oneDNN, MKL and numpy, the strict mode
-(`STRICT`), and the strict mode on that stand-in AVX2 CPU. It prints seconds per step, the
-weights' sha256 and whether they are equal across settings, and a verdict line: what strict
-mode costs and whether it gives the same weights from both instruction sets.
+the best its CPU has, AVX512 on the machine measured), an AVX2 CPU stood in for by capping
+torch, oneDNN, MKL and numpy, the strict mode (`STRICT`), and the strict mode on that stand-in
+AVX2 CPU. It prints seconds per step, the weights' sha256 and whether they are equal across
+settings, and a verdict line: what strict mode costs and whether it gives the same weights from
+both instruction sets.
 """
 from __future__ import annotations
 
@@ -444,7 +445,7 @@ def batch_hash(batch) -> str:
 
 
 def strict_child(setting: str, *, steps: int, threads: int, tiny: bool, params: str = "params.yaml") -> dict:
-    """K steps of the tiny base's pretraining (`pretrain.run`), in this process's environment.
+    """`steps` steps of the tiny base's pretraining (`pretrain.run`), in this process's environment.
 
     Timed by the clock at each step's end, through `pretrain.train_phase` wrapped here (`run`
     itself unchanged): the world's rendering and decoding and the model's build are not counted,
@@ -504,6 +505,7 @@ def strict_table(rows: list[dict]) -> tuple[list[str], dict]:
     """The markdown table of the settings' rows (`STRICT_SETTINGS` order) and the verdict."""
     by = {r["setting"]: r for r in rows}
     base, strict = by["default"], by["strict"]
+
     def yes(a: dict, b: dict, key: str = "weights_sha256") -> str:
         return "yes" if a[key] == b[key] else "no"
 
