@@ -104,7 +104,6 @@ def evaluate_val(params: config.Params, adapters: list[str], folder: Path, name:
 def train(stage: str, params: config.Params, folder: Path) -> list[str]:
     """Train the variant's models in `folder`; the adapters the compared model stacks on the base."""
     from vrlib import rft, sft
-
     from vrlib.logs import progress
 
     sft_dir = ROOT / "sft" / sft_key(params)
@@ -154,17 +153,18 @@ def summarize(stage: str, records: list[dict], seed: int = 0) -> dict:
     from vrlib.evaluate import headline
 
     ref = next((r for r in records if not r["sets"]), None)
+    ids = {t: sorted(items) for t, items in ref["items"].items()} if ref else {}
+    scores = lambda r: {t: np.array([r["items"][t][i] for i in ids[t]]) for t in ids}  # noqa: E731
     rows = []
     for r in records:
-        row = {"variant": name_of(r["sets"]), "sets": r["sets"], "val": round(over_tasks(r["metrics"]), 2),
+        per_task = {t: float(headline(m)) for t, m in r["metrics"].items()}
+        row = {"variant": name_of(r["sets"]), "sets": r["sets"],
+               "val": round(float(np.mean(list(per_task.values()))), 2),
                "format": round(float(np.mean([m["format"] for m in r["metrics"].values()])), 1),
-               "per_task": {t: round(float(headline(m)), 2) for t, m in r["metrics"].items()},
-               "minutes": r["minutes"]} | ({"groups_with_signal": r["groups_with_signal"]}
-                                            if "groups_with_signal" in r else {})
-        if ref is not None and r is not ref:
-            diffs = [np.array([r["items"][t][i] - ref["items"][t][i] for i in sorted(ref["items"][t])])
-                     for t in sorted(ref["items"])]
-            row["minus committed"] = stats.stratified_interval(diffs, seed=seed).as_dict()
+               "per_task": {t: round(v, 2) for t, v in per_task.items()},
+               **{k: r[k] for k in ("minutes", "groups_with_signal") if k in r}}
+        if ref is not None and r is not ref:  # the eval stage's paired intervals (evaluate.differences)
+            row["minus committed"] = stats.paired(scores(r), scores(ref), seed=seed)["over tasks"].as_dict()
         rows.append(row)
     rows.sort(key=lambda row: -row["val"])
     return {"stage": stage, "split": "val", "metric": "mean over tasks of each task's headline metric",
@@ -201,13 +201,10 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_json(record, records[-1])
         print(f"choose: {name_of(sets)}: val {over_tasks(val['metrics']):.1f} over tasks "
               f"({records[-1]['minutes']} min)", flush=True)
-    seen = {json.dumps(r["sets"], sort_keys=True) for r in records}
     for path in sorted((ROOT / args.stage).glob("*/record.json")):  # earlier grids on the same params and base
         r = json.loads(path.read_text())
-        if (path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"]))
-                and json.dumps(r["sets"], sort_keys=True) not in seen):
+        if r["sets"] not in todo and path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"])):
             records.append(r)
-            seen.add(json.dumps(r["sets"], sort_keys=True))
     result = summarize(args.stage, records) | {"committed": {k: raw[k] for k in STAGES[:STAGES.index(args.stage) + 1]}}
     OUT.mkdir(parents=True, exist_ok=True)
     atomic_write_json(OUT / f"{args.stage}.json", result)
