@@ -489,10 +489,17 @@ FIRST_STEPS = 2
 
 def state_hash(model) -> str:
     """sha256 of every weight's bytes, in name order: equal hashes, bit-identical weights."""
+    return tensors_hash(model.state_dict())
+
+
+def tensors_hash(tensors) -> str:
+    """sha256 of each tensor's name and bytes, in name order (entries that are not tensors are
+    left out): equal hashes, bit-identical weights or model inputs."""
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    for name, t in sorted(tensors.items()):
+        if isinstance(t, torch.Tensor):
+            h.update(name.encode())
+            h.update(t.detach().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -434,16 +433,6 @@ STRICT_ROWS = ("setting", "capability", "threads", "s_per_step", "first_step_s",
                "inputs_sha256", "env")
 
 
-def batch_hash(batch) -> str:
-    """sha256 of an encoded batch's tensors, in key order: equal hashes, the same model inputs."""
-    h = hashlib.sha256()
-    for key in sorted(batch.keys()):
-        if isinstance(batch[key], torch.Tensor):
-            h.update(key.encode())
-            h.update(batch[key].contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def strict_child(setting: str, *, steps: int, threads: int, tiny: bool, params: str = "params.yaml") -> dict:
     """`steps` steps of the tiny base's pretraining (`pretrain.run`), in this process's environment.
 
@@ -468,7 +457,7 @@ def strict_child(setting: str, *, steps: int, threads: int, tiny: bool, params: 
             on_step(step, row)
             ends.append(time.perf_counter())
 
-        inputs.append(batch_hash(batch_of(0)))
+        inputs.append(pretrain.tensors_hash(batch_of(0)))
         ends.append(time.perf_counter())
         return train_phase(model, batch_of, on_step=stamped, **kw)
 
