@@ -16,6 +16,7 @@ import yaml
 
 from vrlib import ablations, claims, config, stats
 from vrlib.config import ParamsError, SFTParams
+from vrlib.evaluate import item_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"name", "diff", "low", "high", "seeds", "items", "split"}
@@ -85,20 +86,23 @@ def test_plan_runs_each_configuration_the_claims_need_seed_by_seed():
     assert set(claims.MINUTES) == set(claims.CONFIGS)
 
 
-def test_each_run_varies_the_sft_and_rl_seeds_and_keeps_the_data(tmp_path):
-    """What `dvc exp run -S` makes of every run's overrides is a valid params.yaml: the SFT and RL
-    seeds are k, the study's `seed` (the data's) is the committed one, SFT trains on sft/rl only."""
-    from dvc.utils.hydra import apply_overrides
+def test_each_run_varies_the_sft_and_rl_seeds_and_keeps_the_data():
+    """Every run's overrides on params.yaml are valid params: the SFT and RL seeds are k, the
+    study's `seed` (the data's) is the committed one, SFT trains on sft/rl only."""
+    from vrlib.choose import with_sets
 
     committed = config.load(ROOT / "params.yaml")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, sets, seed in claims.plan(seeds=(0, 2)):
-        path = tmp_path / f"{ablations.slug(name)}-{seed}.yaml"
-        path.write_text((ROOT / "params.yaml").read_text())
-        apply_overrides(str(path), claims.overrides(sets, seed))
-        p = config.load(path)
+        p = with_sets(raw, claims.as_sets(claims.overrides(sets, seed)))
         assert (p.sft.seed, p.rft.seed, p.seed, p.data) == (seed, seed, committed.seed, committed.data)
         assert set(p.sft.splits) <= {"sft", "rl"} and not p.evaluation.tcr and not p.evaluation.shuffled
+        assert p.rft.steps == committed.rft.steps
     assert claims.overrides(["rft.algo=grpo"], 1)[-3:] == ["sft.seed=1", "rft.seed=1", "rft.algo=grpo"]
+    assert claims.as_sets(["sft.splits=[sft,rl]", "rft.relative=true"]) == {"sft.splits": ["sft", "rl"],
+                                                                           "rft.relative": True}
+    assert claims.models_of("committed") == ["rft", "sft"] and claims.models_of("grpo") == ["rft"]
+    assert claims.models_of("grounding sft") == ["sft"]  # its RL model is read by no claim: none trains
 
 
 def test_sft_and_rft_train_on_the_families_and_splits_they_are_given(tmp_path):
@@ -221,23 +225,22 @@ def test_kim_items_are_those_the_data_stage_gives_a_kim_copy(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the runs
-def _fake_dvc(calls: list, monkeypatch) -> None:
-    """`dvc exp run` writes both splits' traces as the eval stage does: RL scores 100 * seed
-    more than SFT on the first item of each family."""
-    def fake_run(cmd):
-        calls.append(cmd)
-        if cmd[:3] != ["dvc", "exp", "run"]:
-            return
-        seed = int(next(a for a in cmd if a.startswith("rft.seed=")).split("=")[1])
-        for split, folder in ablations.TRACES.items():
-            folder.mkdir(parents=True, exist_ok=True)
-            for model in ("sft", "rft"):
-                rows = [{"task": task, "problem_type": "multiple choice", "problem_id": f"{split}_{i:05d}",
-                         "accuracy": float(model == "rft" and i < 2 and seed > 0), "mra": 0.0}
+def _fake_runs(calls: list, monkeypatch) -> None:
+    """Each run scores both splits as the decoder would: RL scores 100 * seed more than SFT on
+    the first item of each family."""
+    def fake_run_one(name, sets, seed, raw, key):
+        calls.append((name, seed, claims.overrides(sets, seed)))
+        scores = {}
+        for split in claims.SPLITS:
+            rows = {m: [{"task": task, "problem_type": "multiple choice", "problem_id": f"{split}_{i:05d}",
+                         "accuracy": float(m == "rft" and i < 2 and seed > 0), "mra": 0.0}
                         for i, task in enumerate(["order", "grounding", "order", "grounding"])]
-                (folder / f"{model}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+                    for m in claims.models_of(name)}
+            scores[split] = {m: item_scores(r) for m, r in rows.items()}
+        return {"set": sets, "seed": seed, "key": key, "log": {}, "minutes": 0.0, "scores": scores}
 
-    monkeypatch.setattr(ablations, "_run", fake_run)
+    monkeypatch.setattr(claims, "run_one", fake_run_one)
+    monkeypatch.setattr(claims, "kim_items", lambda split, items, dcfg, seed: set())
 
 
 def test_make_claims_writes_claims_json_and_resumes(tmp_path, monkeypatch):
@@ -245,47 +248,105 @@ def test_make_claims_writes_claims_json_and_resumes(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     (tmp_path / "dvc.lock").write_text("stages: {}\n")
     calls = []
-    _fake_dvc(calls, monkeypatch)
+    _fake_runs(calls, monkeypatch)
     claims.main(["--only", "rft-sft"])
-    exps = [c for c in calls if c[:3] == ["dvc", "exp", "run"]]
-    assert len(exps) == 3 and all(c[-1] == "eval" for c in exps)
-    for k, c in enumerate(exps):  # the SFT and RL seeds of a run are the same k
-        assert [c[i + 1] for i, a in enumerate(c) if a == "-S" and "seed=" in c[i + 1]] == [f"sft.seed={k}", f"rft.seed={k}"]
+    assert [(name, seed) for name, seed, _ in calls] == [("committed", k) for k in range(3)]
+    for k, (_, _, sets) in enumerate(calls):  # the SFT and RL seeds of a run are the same k
+        assert [s for s in sets if "seed=" in s] == [f"sft.seed={k}", f"rft.seed={k}"]
     assert sorted(p.name for p in (claims.RUNS / "committed").iterdir()) == ["seed0.json", "seed1.json", "seed2.json"]
     out = json.loads(claims.OUT.read_text())
     assert [(r["name"], r["split"], r["seeds"], r["items"]) for r in out["claims"]] == [
         ("rft - sft", "eval", 3, 4), ("rft - sft", "val", 3, 4)]
     assert out["claims"][0]["per_seed"] == [0.0, 50.0, 50.0]
+    assert out["configurations"]["committed"]["minutes"] == [0.0, 0.0, 0.0]  # each seed's, as measured
 
     calls.clear()  # a kill after the grounding runs of seed 0: they are kept
     claims.main(["--only", "forgetting"])
-    assert len([c for c in calls if c[:3] == ["dvc", "exp", "run"]]) == 6
+    assert len(calls) == 6
     (claims.RUNS / ablations.slug("grounding sft") / "seed2.json").unlink()
     calls.clear()
     claims.main(["--only", "forgetting"])
-    exps = [c for c in calls if c[:3] == ["dvc", "exp", "run"]]
-    assert len(exps) == 1 and "sft.seed=2" in exps[0] and "sft.splits=[sft,rl]" in exps[0]
+    assert [(name, seed) for name, seed, _ in calls] == [("grounding sft", 2)] and "sft.splits=[sft,rl]" in calls[0][2]
     names = [r["name"] for r in json.loads(claims.OUT.read_text())["claims"]]
     assert names == ["rft - sft"] * 2 + ["grpo - sft on grounding"] * 2 + ["forgetting"] * 2  # measured before: kept
 
     calls.clear()
     claims.main(["--only", "rft-sft", "forgetting"])  # everything done: nothing reruns
-    assert not [c for c in calls if c[:3] == ["dvc", "exp", "run"]]
+    assert not calls
     record = json.loads((claims.RUNS / "committed" / "seed0.json").read_text())
     record["set"] = ["rft.beta=0.0"]  # a record of other overrides is not this configuration's
     (claims.RUNS / "committed" / "seed0.json").write_text(json.dumps(record))
     calls.clear()
     claims.main(["--only", "rft-sft"])
-    assert len([c for c in calls if c[:3] == ["dvc", "exp", "run"]]) == 1
+    assert len(calls) == 1
+
+
+def test_a_finished_seed_writes_claims_json_before_the_next_seed_runs(tmp_path, monkeypatch):
+    """A session cut off mid-way keeps a claims.json of the seeds finished so far."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "dvc.lock").write_text("stages: {}\n")
+    calls, seen = [], []
+    _fake_runs(calls, monkeypatch)
+    real = claims.run_one
+
+    def watching(name, sets, seed, raw, key):
+        if claims.OUT.is_file():
+            seen.append((seed, json.loads(claims.OUT.read_text())["seeds"]))
+        return real(name, sets, seed, raw, key)
+
+    monkeypatch.setattr(claims, "run_one", watching)
+    claims.main(["--only", "rft-sft"])
+    assert seen == [(1, [0]), (2, [0, 1])]
+
+
+def test_a_seed_trains_its_sft_model_once_and_only_the_models_its_claims_read(tmp_path, monkeypatch):
+    """grpo, relative and the committed recipe of one seed stack their RL adapter on one SFT
+    model, trained once; `grounding sft` trains no RL; RL from the base stacks no SFT."""
+    from vrlib import rft, sft
+    from vrlib.choose import with_sets
+
+    monkeypatch.chdir(tmp_path)
+    for split in ("sft", "rl", "val"):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / f"{split}.jsonl").write_text(f"{split}\n")
+    trained = []
+
+    def fake_sft(dcfg, bcfg, cfg, *, base, out, on_step=None):
+        trained.append(("sft", cfg.families, cfg.splits, cfg.seed))
+        Path(out).mkdir(parents=True)
+        (Path(out) / "adapter_model.safetensors").write_text("w")
+
+    def fake_rft(seed, dcfg, cfg, bcfg, *, base, sft, out, checkpoint_dir, live_dir):
+        trained.append(("rft", cfg.algo, cfg.init, seed))
+        Path(out).mkdir(parents=True)
+        (Path(out) / "history.json").write_text("[]")
+
+    monkeypatch.setattr(sft, "run", fake_sft)
+    monkeypatch.setattr(rft, "run", fake_rft)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    adapters = {}
+    for name, sets, seed in claims.plan(seeds=(1,)):
+        params = with_sets(raw, claims.as_sets(claims.overrides(sets, seed)))
+        adapters[name] = claims.train(name, params, tmp_path / name)
+    assert [t for t in trained if t[0] == "sft"] == [("sft", [], ["sft"], 1), ("sft", ["grounding"], ["sft"], 1),
+                                                     ("sft", ["grounding"], ["sft", "rl"], 1)]
+    assert len([t for t in trained if t[0] == "rft"]) == 5 and all(t[3] == 1 for t in trained)
+    committed_sft = adapters["committed"]["sft"]
+    assert adapters["grpo"]["rft"][0] == adapters["relative"]["rft"][0] == committed_sft[0]
+    assert set(adapters["grounding sft"]) == {"sft"} and len(adapters["rl from base"]["rft"]) == 1
+    trained.clear()  # done: nothing trains again
+    params = with_sets(raw, claims.as_sets(claims.overrides([], 1)))
+    assert claims.train("committed", params, tmp_path / "committed") == adapters["committed"] and not trained
 
 
 def test_plan_prints_the_runs_and_their_time_and_runs_nothing(capsys, monkeypatch):
-    monkeypatch.setattr(ablations, "_run", lambda cmd: pytest.fail(f"ran {cmd}"))
+    monkeypatch.setattr(claims, "run_one", lambda *a: pytest.fail(f"ran {a}"))
     claims.main(["--plan"])
     out = capsys.readouterr().out
     assert out.startswith("18 runs (6 configurations x 3 seeds), about ")
-    assert "grounding sft, seed 2: dvc exp run -S evaluation.tcr=false -S evaluation.shuffled=false " \
-           "-S sft.seed=2 -S rft.seed=2 -S sft.families=[grounding] -S sft.splits=[sft,rl] -S rft.steps=1 eval" in out
+    assert "grounding sft, seed 2: evaluation.tcr=false evaluation.shuffled=false sft.seed=2 rft.seed=2 " \
+           "sft.families=[grounding] sft.splits=[sft,rl] (trains and decodes sft)" in out
 
 
 # ----------------------------------------------------------------------------- documented

@@ -3,12 +3,20 @@
 One training run cannot tell a method from its luck: the study's single-run tables (README,
 docs/results.md) hold the items' noise only. Here every stage after the base is trained again at
 each seed k (`sft.seed=k rft.seed=k`; the study's `seed`, and so the data, stays fixed), in each
-configuration of CONFIGS that a claim needs, as one `dvc exp run ... eval` per configuration and
-seed (`vrlib.ablations.execute`: records in `metrics/claims/<configuration>/seed<k>.json`, kept
-after a kill, progress lines, HEAD back on its branch). A claim is a difference `a - b` between
-two (configuration, model) arms on some items; both arms of seed k share their seeds (and often
-the SFT model itself), so each claim's interval resamples the per-seed differences and the items
+configuration of CONFIGS that a claim needs. A claim is a difference `a - b` between two
+(configuration, model) arms on some items; both arms of seed k share their seeds (and often the
+SFT model itself), so each claim's interval resamples the per-seed differences and the items
 within each family (`stats.paired_seeds_interval`, seeds x items).
+
+Each run trains in this process as its stage does (`vrlib.sft.run`, `vrlib.rft.run`; an SFT
+adapter is shared with `vrlib.choose` and between the configurations of a seed) and decodes both
+splits greedily with the eval stage's driver (`evaluate.run_model`), only the models its claims
+read. Why not `dvc exp run` per run, as `make ablations` does: each would start five kernels and
+reload the models, rerun the eval stage on every model of the study, and cost 1 to 7 minutes more
+per run (about 150 minutes in all, against the 90 of the budget). A record per configuration and
+seed, `metrics/claims/<configuration>/seed<k>.json`, is written as its run ends, keyed by the
+committed study (params.yaml, dvc.lock): a killed `make claims` resumes after the last finished
+run, and a finished seed updates `metrics/claims.json`.
 
 Both splits are measured; a claim is decided on `val` (its verdict) and reported on `eval`, the
 test split, which chooses nothing. A claim that does not hold is written as not holding, with its
@@ -17,13 +25,17 @@ interval. `python -m vrlib.claims --plan` prints the runs and the time they shou
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from vrlib import ablations, stats
+from vrlib.data import atomic_write_json, digest
 
 CONFIGS: dict[str, tuple[str, list[str]]] = {
     "committed": ("the committed recipe: SFT cold start on every family, then T-GRPO", []),
@@ -33,14 +45,14 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "rl from base": ("T-GRPO from the base, no SFT cold start", ["rft.init=base"]),
     "grounding": ("SFT on the sft split's grounding items, then GRPO on the rl split's (VideoChat-R1's GRPO)",
                   ["sft.families=[grounding]", "rft.families=[grounding]", "rft.algo=grpo"]),
-    # rft.steps=1: its RFT model is never read; one step is the cheapest the rft stage allows
     "grounding sft": ("SFT on the grounding items of the sft and rl splits: the same items as "
-                      "`grounding`, all of them supervised (its RFT model is not read)",
-                      ["sft.families=[grounding]", "sft.splits=[sft,rl]", "rft.steps=1"]),
+                      "`grounding`, all of them supervised",
+                      ["sft.families=[grounding]", "sft.splits=[sft,rl]"]),
 }
-"""configuration -> (what it trains, `dvc exp run -S` overrides of the committed params.yaml);
-each runs with `sft.seed=k rft.seed=k` for k in SEEDS, and COMMON (no TCR, no shuffled-frame
-evaluation)."""
+"""configuration -> (what it trains, overrides of the committed params.yaml as `dvc exp run -S`
+writes them); each runs with `sft.seed=k rft.seed=k` for k in SEEDS, and COMMON (no TCR, no
+shuffled-frame evaluation). A configuration trains only the models its claims read (`models_of`):
+`grounding sft` no RL, `grpo` no SFT of its own (the committed configuration's of its seed)."""
 
 SEEDS = (0, 1, 2)
 SEED_KEYS = ("sft.seed", "rft.seed")
@@ -49,14 +61,14 @@ SPLITS = ("val", "eval")
 DECIDED_ON = "val"
 OUT = Path("metrics/claims.json")
 RUNS = Path("metrics/claims")
-"""One record per configuration and seed (`ablations.run_record`): what a resumed `make claims` keeps."""
-MINUTES = {"committed": 12.3, "grpo": 5.2, "relative": 6.4, "rl from base": 6.4, "grounding": 11.1,
-           "grounding sft": 8.6}
-"""Expected minutes per run on the 2-core machine, from the committed study's stage times (SFT
-284 s, RFT 249 s, about 1.2 min per model evaluated on val + eval without TCR, about 1 min of
-DVC and kernel start-up; GRPO at 0.73 of T-GRPO's time, as measured on an earlier base).
-Retrained SFT models are evaluated again; the base's decodes are reused. An estimate, printed
-by `--plan`."""
+"""One record per configuration and seed (`run_one`): what a resumed `make claims` keeps."""
+ROOT = Path("checkpoints/claims")
+"""Each run's RL adapter, step history and decodes: `<configuration>/<choose.variant_key>/`."""
+MINUTES = {"committed": 9.4, "grpo": 3.5, "relative": 4.3, "rl from base": 4.3, "grounding": 6.9,
+           "grounding sft": 4.9}
+"""Expected minutes per run on the 2-core machine: SFT about 3.8 (240 steps), T-GRPO 3.0 (40
+steps), GRPO 2.2, about 1.3 per model decoded on val + eval (`python -m vrlib.choose` timed the
+training). An estimate, printed by `--plan`; the records hold each run's measured minutes."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +131,13 @@ def plan(seeds: tuple[int, ...] = SEEDS, only: list[str] | None = None) -> list[
 
 
 def overrides(sets: list[str], seed: int) -> list[str]:
-    """Every `-S` of one run, as `ablations.execute` passes them."""
+    """Every override of one run, as `dvc exp run -S` would take them."""
     return [*ablations.COMMON, *[f"{k}={seed}" for k in SEED_KEYS], *sets]
+
+
+def models_of(name: str) -> list[str]:
+    """The models of a configuration that some claim reads (`sft`, `rft`)."""
+    return sorted({arm[1] for c in CLAIMS for arm in (c.a, c.b) if arm[0] == name})
 
 
 # ----------------------------------------------------------------------------- items
@@ -222,8 +239,9 @@ def summarize(runs: dict[str, list[dict]], kim: dict[str, set[str]], seed: int =
                                     "claim's families",
             "method": "runs paired by seed (sft.seed = rft.seed = k); percentile bootstrap resampling the "
                       "per-seed differences and, within each family, items (vrlib.stats.paired_seeds_interval)",
-            "configurations": {name: {"trains": what, "set": sets} for name, (what, sets) in CONFIGS.items()
-                               if name in runs}}
+            "configurations": {name: {"trains": what, "set": sets,
+                                      "minutes": [r.get("minutes") for r in runs[name]]}  # per seed, as measured
+                               for name, (what, sets) in CONFIGS.items() if name in runs}}
 
 
 # ----------------------------------------------------------------------------- tables
@@ -263,12 +281,13 @@ def table(result: dict | None) -> str:
 
 def configs_table() -> str:
     """How each configuration's runs are made and which claims read them (docs/results.md)."""
-    lines = ["| runs | what trains | `dvc exp run -S` (and `sft.seed=k rft.seed=k`, k = 0, 1, 2) "
-             "| claims that read them |", "|---|---|---|---|"]
+    lines = ["| runs | what trains | overrides of params.yaml (and `sft.seed=k rft.seed=k`, k = 0, 1, 2) "
+             "| models trained and decoded | claims that read them |", "|---|---|---|---|---|"]
     for name, (what, sets) in CONFIGS.items():
         uses = ", ".join(f"{c.name} ({' and '.join(arm for arm, x in (('a', c.a), ('b', c.b)) if x[0] == name)})"
                          for c in CLAIMS if name in (c.a[0], c.b[0]))
-        lines.append(f"| {name} | {what} | {' '.join(f'`{s}`' for s in sets) or '(committed params)'} | {uses} |")
+        lines.append(f"| {name} | {what} | {' '.join(f'`{s}`' for s in sets) or '(committed params)'} "
+                     f"| {', '.join(models_of(name))} | {uses} |")
     return "\n".join(lines)
 
 
@@ -289,14 +308,130 @@ def with_kept(runs: dict[str, list[dict]], seeds: tuple[int, ...]) -> dict[str, 
     return out
 
 
+def as_sets(strings: list[str]) -> dict[str, object]:
+    """["sft.families=[grounding]"] -> {"sft.families": ["grounding"]}, each value read as YAML."""
+    return {k: yaml.safe_load(v) for k, _, v in (x.partition("=") for x in strings)}
+
+
+def train(name: str, params, folder: Path) -> dict[str, list[str]]:
+    """Train the models of configuration `name` that its claims read: model -> the adapters it
+    stacks on the base. The SFT adapter lives where `vrlib.choose` keeps it (`choose.sft_key`:
+    the sft, data and base sections, the splits' bytes), so the configurations of one seed that
+    start from the same SFT train it once; an RL run resumes its own checkpoints."""
+    from vrlib import choose, rft, sft
+    from vrlib.logs import progress
+
+    needed = models_of(name)
+    sft_dir = choose.ROOT / "sft" / choose.sft_key(params)
+    below = [str(sft_dir)] if params.rft.init == "sft" else []
+    if ("sft" in needed or below) and not (sft_dir / "adapter_model.safetensors").is_file():
+        sft.run(params.data, params.base, params.sft, base=choose.BASE, out=str(sft_dir),
+                on_step=progress(f"claims {name} sft", params.sft.steps))
+    adapters = {"sft": [str(sft_dir)]}
+    if "rft" in needed:
+        out = folder / "rft"
+        if not (out / "history.json").is_file():  # written last: the run finished
+            rft.run(params.rft.seed, params.data, params.rft, params.base, base=choose.BASE, sft=str(sft_dir),
+                    out=str(out), checkpoint_dir=str(folder / "rft-checkpoints"), live_dir=None)
+        adapters["rft"] = [*below, str(out)]
+    return {m: adapters[m] for m in needed}
+
+
+def decode_split(params, adapters: list[str], folder: Path, model: str, split: str) -> dict:
+    """A model's per-item headline scores on `split` (`evaluate.item_scores`), decoded greedily
+    by the eval stage's driver, its traces in `folder`. The items are decoded family by family: a
+    batch runs as long as its longest answer, and tracking's ~86 tokens in every mixed batch
+    double the decoding steps; each item's score does not depend on where it sits."""
+    from vrlib.choose import BASE
+    from vrlib.data import family, load_split, video_path
+    from vrlib.evaluate import item_scores, run_model, settings
+
+    items = f"data/{split}.jsonl"
+    setup = settings(params.data, params.evaluation)
+    samples, clips = load_split(items, fps=setup["fps"], min_frames=setup["min_frames"],
+                                max_frames=setup["max_frames"])
+    order = sorted(range(len(samples)), key=lambda i: family(samples[i]))
+    samples, clips = [samples[i] for i in order], [clips[i] for i in order]
+    traces = run_model(f"{model} {split}", samples, [video_path(s, items) for s in samples], setup,
+                       model_dir=BASE, adapters=adapters, bcfg=params.base, items=items,
+                       partial_dir=folder / "decode" / f"{model}-{split}", clips=clips,
+                       traces_path=folder / f"{model}-{split}.jsonl").traces
+    return item_scores(traces)
+
+
+def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
+    """One configuration at one seed, trained and decoded on both splits: its record (the
+    overrides, the seed, the committed study's `key`, the RL run's step-log means, the minutes
+    it took and each model's per-item scores per split)."""
+    from vrlib import choose
+
+    start = time.time()
+    wanted = as_sets(overrides(sets, seed))
+    params = choose.with_sets(raw, wanted)
+    folder = ROOT / ablations.slug(name) / choose.variant_key(raw, wanted, params)
+    adapters = train(name, params, folder)
+    scores = {split: {m: decode_split(params, a, folder, m, split) for m, a in adapters.items()}
+              for split in SPLITS}
+    history = folder / "rft" / "history.json"
+    steps = json.loads(history.read_text()) if "rft" in adapters else []
+    log = {k: float(np.mean([h[k] for h in steps if k in h]))
+           for k in (*ablations.LOGGED, "group/frac_zero_std") if any(k in h for h in steps)}
+    return {"set": sets, "seed": seed, "key": key, "log": log, "minutes": round((time.time() - start) / 60, 1),
+            "scores": scores}
+
+
+def execute(todo: list[tuple[str, list[str], int]], on_seed=None) -> dict[str, list[dict]]:
+    """Each (configuration, overrides, seed) of `todo`, in order: configuration -> records. A
+    record of the same committed study (params.yaml, dvc.lock) and overrides is kept; after the
+    last run of each seed, `on_seed(records so far)`. Prints `[k/N]` lines with the time left."""
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    key = digest([ablations.COMMON], ["params.yaml", "dvc.lock"])  # the committed study every run starts from
+    records, start, ran = {}, time.time(), 0
+    for k, (name, sets, seed) in enumerate(todo, 1):
+        path = RUNS / ablations.slug(name) / f"seed{seed}.json"
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        what = f"[{k}/{len(todo)}] {name}, {', '.join(f'{s}={seed}' for s in SEED_KEYS)}"
+        if record.get("key") != key or record.get("set") != sets:
+            left = sum(MINUTES[n] for n, _, _ in todo[k - 1:])
+            if ran:  # the estimate, scaled by how this machine kept to it so far
+                left *= (time.time() - start) / 60 / sum(MINUTES[n] for n, _, _ in todo[k - 1 - ran:k - 1])
+            print(f"{what}: running, about {left:.0f} min left", flush=True)
+            record = run_one(name, sets, seed, raw, key)
+            atomic_write_json(path, record)  # kept if a later run fails or is killed
+            ran += 1
+            print(f"{what}: done in {record['minutes']} min", flush=True)
+        else:
+            print(f"{what}: done before, kept", flush=True)
+        records.setdefault(name, []).append(record)
+        if on_seed is not None and (k == len(todo) or todo[k][2] != seed):
+            on_seed(records)
+    return records
+
+
+def write(runs: dict[str, list[dict]]) -> dict:
+    """metrics/claims.json from `runs` and the records of every other configuration kept on disk."""
+    from vrlib import config
+
+    seeds = tuple(sorted({r["seed"] for records in runs.values() for r in records}))
+    runs = with_kept(runs, seeds)
+    params = config.load("params.yaml")
+    first = next(iter(runs.values()))[0]["scores"]
+    kim = {split: kim_items(split, [(t, i) for t, ids in next(iter(first[split].values())).items() for i in ids],
+                            params.data, params.seed) for split in SPLITS}
+    result = summarize(runs, kim)
+    atomic_write_json(OUT, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from vrlib import config
-    from vrlib.data import atomic_write_json
+    import torch
+
+    from vrlib.stage import quiet
 
     ap = argparse.ArgumentParser(prog="python -m vrlib.claims", description=(
-        "each claim from >= 3 seeds of SFT and RL (dvc exp run per configuration and seed) -> "
+        "each claim from >= 3 seeds of SFT and RL (trained and decoded per configuration and seed) -> "
         "metrics/claims.json; resumes after a kill"))
     ap.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds per configuration (0, 1, ...; >= 3)")
     ap.add_argument("--only", nargs="+", metavar="CLAIM", help="these claims only (names or slugs: "
@@ -310,18 +445,13 @@ def main(argv: list[str] | None = None) -> None:
           f"(records in {RUNS}/)", flush=True)
     if args.plan:
         for name, sets, s in todo:
-            print(f"  {name}, seed {s}: dvc exp run " + " ".join(f"-S {x}" for x in overrides(sets, s)) + " eval")
+            print(f"  {name}, seed {s}: " + " ".join(overrides(sets, s)) + f" (trains and decodes {', '.join(models_of(name))})")
         return
     if args.seeds < 3:
         print(f"warning: {args.seeds} seeds; the claims need >= 3", flush=True)
-    seeds = tuple(range(args.seeds))
-    runs = with_kept(ablations.execute(todo, runs=RUNS, out=OUT, seed_keys=SEED_KEYS), seeds)
-    params = config.load("params.yaml")  # the committed study, back in place
-    first = next(iter(runs.values()))[0]["scores"]
-    kim = {split: kim_items(split, [(t, i) for t, ids in first[split]["sft"].items() for i in ids],
-                            params.data, params.seed) for split in SPLITS}
-    result = summarize(runs, kim)
-    atomic_write_json(OUT, result)
+    quiet()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))  # set, not only read: as `make pretrain` (same weights)
+    result = write(execute(todo, on_seed=write))
     print(f"\n{OUT}: claims decided on {DECIDED_ON}, reported on eval\n\n{table(result)}")
 
 
