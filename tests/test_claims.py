@@ -259,6 +259,7 @@ def test_make_claims_writes_claims_json_and_resumes(tmp_path, monkeypatch):
         ("rft - sft", "eval", 3, 4), ("rft - sft", "val", 3, 4)]
     assert out["claims"][0]["per_seed"] == [0.0, 50.0, 50.0]
     assert out["configurations"]["committed"]["minutes"] == [0.0, 0.0, 0.0]  # each seed's, as measured
+    assert claims.FIGURE.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the claims at a glance
 
     calls.clear()  # a kill after the grounding runs of seed 0: they are kept
     claims.main(["--only", "forgetting"])

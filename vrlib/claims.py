@@ -60,15 +60,18 @@ SEED_KEYS = ("sft.seed", "rft.seed")
 SPLITS = ("val", "eval")
 DECIDED_ON = "val"
 OUT = Path("metrics/claims.json")
+FIGURE = Path("docs/claims.png")
+"""The claims at a glance (`figure`), in git beside the README that shows it."""
 RUNS = Path("metrics/claims")
 """One record per configuration and seed (`run_one`): what a resumed `make claims` keeps."""
 ROOT = Path("checkpoints/claims")
 """Each run's RL adapter, step history and decodes: `<configuration>/<choose.variant_key>/`."""
-MINUTES = {"committed": 9.4, "grpo": 3.5, "relative": 4.3, "rl from base": 4.3, "grounding": 6.9,
-           "grounding sft": 4.9}
-"""Expected minutes per run on the 2-core machine: SFT about 3.8 (240 steps), T-GRPO 3.0 (40
-steps), GRPO 2.2, about 1.3 per model decoded on val + eval (`python -m vrlib.choose` timed the
-training). An estimate, printed by `--plan`; the records hold each run's measured minutes."""
+MINUTES = {"committed": 7.7, "grpo": 3.2, "relative": 3.4, "rl from base": 4.1, "grounding": 6.0,
+           "grounding sft": 3.1}
+"""Expected minutes per run on the 2-core machine: the mean over seeds of the committed
+`make claims` (metrics/claims.json, `configurations.<name>.minutes`; 82.5 min in all). SFT is
+about 4 minutes of it (240 steps), T-GRPO 3, a model decoded on val + eval 0.6 (the
+split decoded family by family). An estimate, printed by `--plan`."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,37 @@ def table(result: dict | None) -> str:
     return "\n".join(lines)
 
 
+def figure(result: dict):
+    """One row per claim: `a - b` on `eval` (filled) and `val` (open) with their seeds x items
+    intervals, each seed's difference on `eval` as a dot, an arrow toward the paper's side of 0."""
+    from matplotlib.figure import Figure  # no pyplot: no backend, no display
+
+    rows = {(r["name"], r["split"]): r for r in result["claims"]}
+    shown = [c for c in CLAIMS if (c.name, "eval") in rows and rows[c.name, "eval"]["diff"] is not None]
+    fig = Figure(figsize=(8, 0.7 * len(shown) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    for y, c in enumerate(shown):
+        for split, dy, face in (("eval", -0.12, "C0"), ("val", 0.12, "white")):
+            r = rows[c.name, split]
+            if r["low"] is not None:
+                ax.plot([r["low"], r["high"]], [y + dy] * 2, color="C0", lw=2)
+            ax.plot(r["diff"], y + dy, "o", mfc=face, mec="C0", ms=7, label=f"{split}: a - b, 95% (seeds x items)")
+        seeds = rows[c.name, "eval"].get("per_seed", [])
+        ax.plot(seeds, [y - 0.3] * len(seeds), ".", color="0.4", label="eval: each seed's a - b")
+        ax.annotate("", xytext=(0, y + 0.3), xy=(c.sign * 2.5, y + 0.3),
+                    arrowprops=dict(arrowstyle="->", color="C2"))
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(range(len(shown)), [f"{c.name}: {rows[c.name, DECIDED_ON]['verdict']} on {DECIDED_ON}\n"
+                                      f"({c.paper.split(' (')[0]}; {describe(c.items)})" for c in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("a - b, points of the headline metric (arrow: the side the paper claims)")
+    handles, labels = ax.get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    ax.legend(seen.values(), seen.keys(), fontsize=7, loc="best")
+    ax.set_title(f"The seed papers' claims, {len(result['seeds'])} seeds of SFT and RL each", fontsize=10)
+    return fig
+
+
 def configs_table() -> str:
     """How each configuration's runs are made and which claims read them (docs/results.md)."""
     lines = ["| runs | what trains | overrides of params.yaml (and `sft.seed=k rft.seed=k`, k = 0, 1, 2) "
@@ -288,6 +322,21 @@ def configs_table() -> str:
                          for c in CLAIMS if name in (c.a[0], c.b[0]))
         lines.append(f"| {name} | {what} | {' '.join(f'`{s}`' for s in sets) or '(committed params)'} "
                      f"| {', '.join(models_of(name))} | {uses} |")
+    return "\n".join(lines)
+
+
+def times_table(result: dict) -> str:
+    """Each configuration's measured minutes per seed and their sum: what `make claims` cost."""
+    configs = result["configurations"]
+    lines = ["| configuration | trains and decodes | minutes per seed | minutes |", "|---|---|---|---|"]
+    total = 0.0
+    for name in CONFIGS:
+        minutes = [m for m in configs.get(name, {}).get("minutes", []) if m is not None]
+        if minutes:
+            total += sum(minutes)
+            lines.append(f"| {name} | {', '.join(models_of(name))} | {' / '.join(f'{m:.1f}' for m in minutes)} "
+                         f"| {sum(minutes):.1f} |")
+    lines.append(f"| **all runs** | | | **{total:.0f}** |")
     return "\n".join(lines)
 
 
@@ -411,6 +460,7 @@ def execute(todo: list[tuple[str, list[str], int]], on_seed=None) -> dict[str, l
 def write(runs: dict[str, list[dict]]) -> dict:
     """metrics/claims.json from `runs` and the records of every other configuration kept on disk."""
     from vrlib import config
+    from vrlib.video import atomic_path
 
     seeds = tuple(sorted({r["seed"] for records in runs.values() for r in records}))
     runs = with_kept(runs, seeds)
@@ -420,6 +470,9 @@ def write(runs: dict[str, list[dict]]) -> dict:
                             params.data, params.seed) for split in SPLITS}
     result = summarize(runs, kim)
     atomic_write_json(OUT, result)
+    fig = figure(result)
+    with atomic_path(FIGURE) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     return result
 
 

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from vrlib.claims import configs_table, times_table
 from vrlib.claims import table as claims_table
 from vrlib.evaluate import overview_table, results_table, sizes_table
 from vrlib.pretrain import probes_table
@@ -22,17 +23,20 @@ from vrlib.pretrain import probes_table
 
 def documented(read: Callable[[str], str]) -> dict[str, list[str]]:
     """page -> the tables it shows, made from the metrics files `read(path)` returns the text of.
-    The claims table shows each claim as not yet run until metrics/claims.json exists."""
+    The claims table shows each claim as not yet run until metrics/claims.json exists; then
+    docs/results.md also shows what its runs cost."""
     metrics = json.loads(read("metrics/eval.json"))  # the test split
     diffs = {split: json.loads(read(f"metrics/{split}_diffs.json")) for split in ("eval", "val")}
     try:
-        claims = claims_table(json.loads(read("metrics/claims.json")))  # `make claims`: seeds x items
+        result = json.loads(read("metrics/claims.json"))  # `make claims`: seeds x items
     except FileNotFoundError:
-        claims = claims_table(None)
+        result = None
+    claims = claims_table(result)
     overview = overview_table(metrics, diffs["eval"])
     probes = probes_table(json.loads(read("metrics/base.json")))  # the base stage: does it see?
     return {"README.md": [probes, claims, overview],
-            "docs/results.md": [probes, claims, overview, results_table(metrics, "grounding"),
+            "docs/results.md": [probes, claims, configs_table(), *([times_table(result)] if result else []),
+                                overview, results_table(metrics, "grounding"),
                                 sizes_table([diffs["eval"], diffs["val"]])]}  # what each comparison can detect
 
 
