@@ -87,17 +87,36 @@ def name_of(sets: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in sets.items()) or "committed"
 
 
-def evaluate_val(params: config.Params, adapters: list[str], folder: Path, name: str) -> dict:
-    """Greedy decodes of `val` by the eval stage's driver: {task: metrics} and per-item scores."""
-    from vrlib.data import load_split, video_path
-    from vrlib.evaluate import item_scores, run_model, settings, task_metrics
+def load_items(params: config.Params, items: str = VAL) -> tuple[dict, list, list]:
+    """The eval stage's settings for `params` (`evaluate.settings`) and the samples and clips of
+    the split `items`, sampled as they say: what `decode` takes, once for every model decoded."""
+    from vrlib.data import load_split
+    from vrlib.evaluate import settings
 
     setup = settings(params.data, params.evaluation)
-    samples, clips = load_split(VAL, fps=setup["fps"], min_frames=setup["min_frames"],
+    samples, clips = load_split(items, fps=setup["fps"], min_frames=setup["min_frames"],
                                 max_frames=setup["max_frames"])
-    traces = run_model(name, samples, [video_path(s, VAL) for s in samples], setup, model_dir=BASE,
-                       adapters=adapters, bcfg=params.base, items=VAL, partial_dir=folder / "decode",
-                       clips=clips, traces_path=folder / "val.jsonl").traces
+    return setup, samples, clips
+
+
+def decode(params: config.Params, adapters: list[str], loaded: tuple[dict, list, list], items: str, name: str,
+           partial_dir: Path, traces_path: Path) -> list:
+    """Greedy decodes of the `loaded` items of `items` by the eval stage's driver
+    (`evaluate.run_model`) on the base plus `adapters`: the traces, also written to `traces_path`."""
+    from vrlib.data import video_path
+    from vrlib.evaluate import run_model
+
+    setup, samples, clips = loaded
+    return run_model(name, samples, [video_path(s, items) for s in samples], setup, model_dir=BASE,
+                     adapters=adapters, bcfg=params.base, items=items, partial_dir=partial_dir, clips=clips,
+                     traces_path=traces_path).traces
+
+
+def evaluate_val(params: config.Params, adapters: list[str], folder: Path, name: str) -> dict:
+    """Greedy decodes of `val` by the eval stage's driver: {task: metrics} and per-item scores."""
+    from vrlib.evaluate import item_scores, task_metrics
+
+    traces = decode(params, adapters, load_items(params), VAL, name, folder / "decode", folder / "val.jsonl")
     return {"metrics": task_metrics(traces, params.evaluation.recalls), "items": item_scores(traces)}
 
 

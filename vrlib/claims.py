@@ -342,7 +342,7 @@ def times_table(result: dict) -> str:
 
 # ----------------------------------------------------------------------------- the runs
 def with_kept(runs: dict[str, list[dict]], seeds: tuple[int, ...]) -> dict[str, list[dict]]:
-    """`runs` (what `ablations.execute` just ran or kept) and every other configuration whose
+    """`runs` (what `execute` just ran or kept) and every other configuration whose
     records of all `seeds` are on disk from the same committed study with its overrides: after
     `--only`, claims.json still holds each claim measured before."""
     key = next(iter(runs.values()))[0]["key"]
@@ -386,26 +386,23 @@ def train(name: str, params, folder: Path) -> dict[str, list[str]]:
     return {m: adapters[m] for m in needed}
 
 
-def decode_split(params, adapters: list[str], folder: Path, model: str, split: str) -> dict:
-    """A model's per-item headline scores on `split` (`evaluate.item_scores`), decoded greedily
-    by the eval stage's driver, its traces in `folder`. The items are decoded family by family: a
-    batch runs as long as its longest answer, and tracking's ~86 tokens in every mixed batch
-    double the decoding steps; each item's score does not depend on where it sits."""
-    from vrlib.choose import BASE
-    from vrlib.data import family, load_split, video_path
-    from vrlib.evaluate import item_scores, run_model, settings
+def decode_split(params, adapters: dict[str, list[str]], folder: Path, split: str) -> dict[str, dict]:
+    """Each model's per-item headline scores on `split` (`evaluate.item_scores`): model -> scores,
+    decoded greedily by the eval stage's driver (`choose.decode`), traces in `folder`, the split's
+    frames loaded once for all of them. The items are decoded family by family: a batch runs as
+    long as its longest answer, and tracking's ~86 tokens in every mixed batch double the
+    decoding steps; each item's score does not depend on where it sits."""
+    from vrlib import choose
+    from vrlib.data import family
+    from vrlib.evaluate import item_scores
 
     items = f"data/{split}.jsonl"
-    setup = settings(params.data, params.evaluation)
-    samples, clips = load_split(items, fps=setup["fps"], min_frames=setup["min_frames"],
-                                max_frames=setup["max_frames"])
+    setup, samples, clips = choose.load_items(params, items)
     order = sorted(range(len(samples)), key=lambda i: family(samples[i]))
-    samples, clips = [samples[i] for i in order], [clips[i] for i in order]
-    traces = run_model(f"{model} {split}", samples, [video_path(s, items) for s in samples], setup,
-                       model_dir=BASE, adapters=adapters, bcfg=params.base, items=items,
-                       partial_dir=folder / "decode" / f"{model}-{split}", clips=clips,
-                       traces_path=folder / f"{model}-{split}.jsonl").traces
-    return item_scores(traces)
+    loaded = setup, [samples[i] for i in order], [clips[i] for i in order]
+    return {m: item_scores(choose.decode(params, a, loaded, items, f"{m} {split}", folder / "decode" / f"{m}-{split}",
+                                        folder / f"{m}-{split}.jsonl"))
+            for m, a in adapters.items()}
 
 
 def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
@@ -419,8 +416,7 @@ def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
     params = choose.with_sets(raw, wanted)
     folder = ROOT / ablations.slug(name) / choose.variant_key(raw, wanted, params)
     adapters = train(name, params, folder)
-    scores = {split: {m: decode_split(params, a, folder, m, split) for m, a in adapters.items()}
-              for split in SPLITS}
+    scores = {split: decode_split(params, adapters, folder, split) for split in SPLITS}
     history = folder / "rft" / "history.json"
     steps = json.loads(history.read_text()) if "rft" in adapters else []
     log = {k: float(np.mean([h[k] for h in steps if k in h]))
@@ -498,12 +494,15 @@ def main(argv: list[str] | None = None) -> None:
           f"(records in {RUNS}/)", flush=True)
     if args.plan:
         for name, sets, s in todo:
-            print(f"  {name}, seed {s}: " + " ".join(overrides(sets, s)) + f" (trains and decodes {', '.join(models_of(name))})")
+            print(f"  {name}, seed {s}: " + " ".join(overrides(sets, s))
+                  + f" (trains and decodes {', '.join(models_of(name))})")
         return
     if args.seeds < 3:
         print(f"warning: {args.seeds} seeds; the claims need >= 3", flush=True)
     quiet()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))  # set, not only read: as `make pretrain` (same weights)
+    # set, as `make pretrain` sets it; the notebook kernels do not, and on this machine the call alone
+    # changes the float results: these runs are not bit for bit the study's stages (docs/results.md)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
     result = write(execute(todo, on_seed=write))
     print(f"\n{OUT}: claims decided on {DECIDED_ON}, reported on eval\n\n{table(result)}")
 
