@@ -125,17 +125,46 @@ def test_one_sft_step_changes_the_adapter(tiny_dir, world_split, load_in_4bit):
     assert vision_frozen
 
 
-def test_merged_adapters_reproduce_the_trained_policy(tiny_dir, world_split, tmp_path):
+def test_format_tokens_are_the_tag_pieces_of_the_targets(tiny_dir, world_split):
+    from vrlib.model import format_token_ids
+
+    _, samples, _ = world_split
+    tok = load_processor(tiny_dir).tokenizer
+    targets = [s.process + s.solution for s in samples]
+    ids = format_token_ids(tok, targets)
+    pieces = [tok.decode([i]) for i in ids]
+    assert ids and all("<" in p or ">" in p for p in pieces), pieces
+    assert not set(ids) & set(tok.all_special_ids)
+    in_targets = {i for t in targets for i in tok(t)["input_ids"]}
+    assert set(ids) <= in_targets
+    for t in targets:  # the token that opens the answer, merged with it or not ('>B', '>'), is one
+        t_ids = tok(t)["input_ids"]
+        opens = [k + 1 for k in range(len(t_ids) - 1) if tok.decode(t_ids[k - 1:k + 1]) == "><answer"]
+        assert opens and t_ids[opens[0]] in ids
+
+
+@pytest.mark.parametrize("with_tokens", [False, True])
+def test_merged_adapters_reproduce_the_trained_policy(tiny_dir, world_split, tmp_path, with_tokens):
+    from vrlib.model import format_token_ids
+
     _, samples, clips = world_split
     processor = load_processor(tiny_dir)
-    model = add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0)
-    train_supervised(model, processor, samples, clips, [s.solution for s in samples], steps=2,
+    targets = [s.process + s.solution for s in samples]
+    token_ids = format_token_ids(processor.tokenizer, targets) if with_tokens else ()
+    base_rows = load_model(tiny_dir).get_input_embeddings().weight.detach().clone()
+    model = add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0, token_ids=token_ids)
+    train_supervised(model, processor, samples, clips, targets, steps=2,
                      batch_size=4, lr=1e-2, grad_clip=1.0, seed=0)
     model.save_pretrained(tmp_path / "sft")
+    merged_model = load_policy(tiny_dir, [tmp_path / "sft"])
+    rows = merged_model.get_input_embeddings().weight.detach()
+    moved = sorted(torch.nonzero((rows != base_rows).any(1)).flatten().tolist())
+    assert moved == list(token_ids)  # the tag tokens' rows trained, no other row
+    assert merged_model.lm_head.weight.data_ptr() == merged_model.get_input_embeddings().weight.data_ptr()
     batch = encode_prompts(processor, samples[:2], clips[:2])
     with torch.no_grad():
         expected = model(**batch).logits
-        merged = load_policy(tiny_dir, [tmp_path / "sft"])(**batch).logits
+        merged = merged_model(**batch).logits
     assert torch.allclose(expected, merged, atol=1e-4)
     with pytest.raises(FileNotFoundError, match="adapter"):
         load_policy(tiny_dir, [tmp_path / "missing"])

@@ -388,18 +388,13 @@ def train(name: str, params, folder: Path) -> dict[str, list[str]]:
 
 def decode_split(params, adapters: dict[str, list[str]], folder: Path, split: str) -> dict[str, dict]:
     """Each model's per-item headline scores on `split` (`evaluate.item_scores`): model -> scores,
-    decoded greedily by the eval stage's driver (`choose.decode`), traces in `folder`, the split's
-    frames loaded once for all of them. The items are decoded family by family: a batch runs as
-    long as its longest answer, and tracking's ~86 tokens in every mixed batch double the
-    decoding steps; each item's score does not depend on where it sits."""
+    decoded greedily by the eval stage's driver (`choose.decode`; family by family, as
+    `rollout.decode` batches), traces in `folder`, the split's frames loaded once for all of them."""
     from vrlib import choose
-    from vrlib.data import family
     from vrlib.evaluate import item_scores
 
     items = f"data/{split}.jsonl"
-    setup, samples, clips = choose.load_items(params, items)
-    order = sorted(range(len(samples)), key=lambda i: family(samples[i]))
-    loaded = setup, [samples[i] for i in order], [clips[i] for i in order]
+    loaded = choose.load_items(params, items)
     return {m: item_scores(choose.decode(params, a, loaded, items, f"{m} {split}", folder / "decode" / f"{m}-{split}",
                                         folder / f"{m}-{split}.jsonl"))
             for m, a in adapters.items()}

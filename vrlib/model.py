@@ -9,6 +9,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -273,7 +274,7 @@ def freeze_vision(model) -> None:
 
 
 def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int,
-             gradient_checkpointing: bool = False):
+             gradient_checkpointing: bool = False, token_ids: list[int] = ()):
     """Wrap `model` with a fresh LoRA adapter (B = 0, so the policy starts equal to the base).
 
     With `gradient_checkpointing` each layer's activations are recomputed in the backward pass
@@ -283,6 +284,8 @@ def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int,
     embeddings, norms and lm_head to fp32 (for fp16's range, which bf16 already has), turning
     the residual stream, attention and the KV cache fp32; FSDP and ZeRO-3 also need one dtype.
     The adapter itself is fp32 either way (peft's default; bf16 would round lr-1e-6 steps away).
+    `token_ids`: embedding rows trained beside the LoRA (peft's trainable tokens; the tied
+    output rows follow them), saved in the adapter and merged with it (`format_token_ids`).
     """
     import types
 
@@ -299,7 +302,8 @@ def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int,
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+                        target_modules=LORA_TARGETS, task_type="CAUSAL_LM",
+                        trainable_token_indices=sorted(token_ids) or None)
     if stacked:  # the new adapter is "default" and the only one that trains
         model.add_adapter(TRAINED, config)
         _activate(model, [*_below(model), TRAINED])
@@ -312,6 +316,17 @@ def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int,
     visual = model.get_base_model().model.visual
     visual.forward = types.MethodType(torch.no_grad()(type(visual).forward), visual)
     return model
+
+
+def format_token_ids(tokenizer, targets: list[str]) -> list[int]:
+    """The tokens of `targets` that carry a tag character ('<' or '>'): `<think`, `><`, `</`,
+    and the merges of a tag with the answer (`>B`, `>I`). The tiny base never produced them (its
+    pretraining targets are plain text, `prompts.plain_target`), so their tied embedding rows are
+    untrained and no LoRA on the projections can raise their logits: the SFT model gave the
+    gold `>C` of a choice item 0.003 and every tag token about 0.08 (sft.format_tokens)."""
+    special = set(tokenizer.all_special_ids)
+    ids = {i for t in targets for i in tokenizer(t)["input_ids"]} - special
+    return sorted(i for i in ids if re.search(r"[<>]", tokenizer.decode([i])))
 
 
 TRAINED = "default"

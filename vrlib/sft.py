@@ -134,14 +134,15 @@ def run(dcfg, bcfg, cfg, *, base: str = "models/base", out: str = "models/sft",
     """The sft stage: LoRA on the base (4-bit when asked), `train_supervised` on `examples`
     (or `items`, what `examples` returned before), the adapter written to `out`.
     Returns (model, processor, losses)."""
-    from vrlib.model import add_lora, load_kwargs, load_model, load_processor, save_checkpoint
+    from vrlib.model import add_lora, format_token_ids, load_kwargs, load_model, load_processor, save_checkpoint
 
     torch.manual_seed(cfg.seed)  # the SFT run's seed; the data's is the study's `seed`
     processor = load_processor(base)
     samples, clips, targets = items or examples(dcfg, cfg)
     model = add_lora(load_model(base, load_in_4bit=cfg.load_in_4bit, **load_kwargs(bcfg)), r=cfg.lora_r,
                      alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, seed=cfg.seed,
-                     gradient_checkpointing=cfg.gradient_checkpointing)
+                     gradient_checkpointing=cfg.gradient_checkpointing,
+                     token_ids=format_token_ids(processor.tokenizer, targets) if cfg.format_tokens else ())
     losses = train_supervised(model, processor, samples, clips, targets, steps=cfg.steps,
                               batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr,
                               grad_clip=cfg.grad_clip, seed=cfg.seed, on_step=on_step)
