@@ -282,6 +282,34 @@ def test_a_4bit_base_keeps_earlier_adapters_beside_it_exactly(tiny_dir, world_sp
     assert not (tmp_path / "rft" / "below0").exists()  # only the trained adapter is written
 
 
+def test_a_4bit_base_keeps_an_adapter_with_trained_token_rows_exactly(tiny_dir, world_split, tmp_path):
+    """sft.format_tokens on a 4-bit base: the SFT adapter's token rows stay beside the base with its
+    LoRA, the policy is the trained one, and RFT's adapter starts from it and trains alone."""
+    from vrlib.model import format_token_ids, reference
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    targets = [s.process + s.solution for s in samples]
+    token_ids = format_token_ids(processor.tokenizer, targets)
+    batch = encode_prompts(processor, samples[:2], clips[:2])
+    model = add_lora(load_model(tiny_dir, load_in_4bit=True), r=4, alpha=8, dropout=0.0, seed=0,
+                     token_ids=token_ids)
+    train_supervised(model, processor, samples, clips, targets, steps=2, batch_size=4, lr=1e-2,
+                     grad_clip=1.0, seed=0)
+    model.save_pretrained(tmp_path / "sft")
+    with torch.no_grad():
+        trained = model(**batch).logits
+    policy = load_policy(tiny_dir, [tmp_path / "sft"], load_in_4bit=True)
+    with torch.no_grad():
+        torch.testing.assert_close(policy(**batch).logits, trained)
+    rft = add_lora(policy, r=4, alpha=8, dropout=0.0, seed=1)
+    assert all(".default." in n for n, p in rft.named_parameters() if p.requires_grad)
+    train_supervised(rft, processor, samples, clips, targets, steps=2, batch_size=4, lr=1e-2,
+                     grad_clip=1.0, seed=0)
+    with torch.no_grad(), reference(rft):
+        torch.testing.assert_close(rft(**batch).logits, trained)  # the SFT policy, token rows included
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_qlora_on_cuda_in_bf16_trains(tiny_dir, world_in_memory):
