@@ -66,10 +66,11 @@ RUNS = Path("metrics/claims")
 """One record per configuration and seed (`run_one`): what a resumed `make claims` keeps."""
 ROOT = Path("checkpoints/claims")
 """Each run's RL adapter, step history and decodes: `<configuration>/<choose.variant_key>/`."""
-MINUTES = {"committed": 7.7, "grpo": 3.2, "relative": 3.4, "rl from base": 4.1, "grounding": 6.0,
-           "grounding sft": 3.1}
+MINUTES = {"committed": 7.2, "grpo": 3.1, "relative": 3.7, "rl from base": 4.5, "grounding": 6.3,
+           "grounding sft": 3.3}
 """Expected minutes per run on the 2-core machine: the mean over seeds of the committed
-`make claims` (metrics/claims.json, `configurations.<name>.minutes`; 82.5 min in all). SFT is
+`make claims` (metrics/claims.json, `configurations.<name>.minutes`; 82 min in all; committed:
+seeds 1 and 2, seed 0's SFT was reused from `vrlib.choose`). SFT is
 about 4 minutes of it (240 steps), T-GRPO 3, a model decoded on val + eval 0.6 (the
 split decoded family by family). An estimate, printed by `--plan`."""
 
