@@ -139,7 +139,7 @@ def test_format_tokens_are_the_tag_pieces_of_the_targets(tiny_dir, world_split):
     assert set(ids) <= in_targets
     for t in targets:  # the token that opens the answer, merged with it or not ('>B', '>'), is one
         t_ids = tok(t)["input_ids"]
-        opens = [k + 1 for k in range(len(t_ids) - 1) if tok.decode(t_ids[k - 1:k + 1]) == "><answer"]
+        opens = [k + 1 for k in range(1, len(t_ids) - 1) if tok.decode(t_ids[k - 1:k + 1]) == "><answer"]
         assert opens and t_ids[opens[0]] in ids
 
 
