@@ -155,3 +155,26 @@ def test_plain_target_drops_only_the_tags():
     text = plain_target(as_sample(item))
     assert "<" not in text and text.startswith("The ") and text.endswith("[(0.0, 8.0)]")
     assert plain_target(as_sample(tasks.inventory(0, 0, SPEC))) == world.inventory(world.make_scene(0, 0))
+
+
+def test_every_target_fits_the_completion_limits():
+    """The longest chain of thought + answer of each family, in the committed base's tokens, fits
+    in what RL samples and evaluation decodes: a cap below a family's targets scores the whole
+    family 0 (96 tokens cut every tracking answer, 113 tokens with EOS)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from vrlib import config
+
+    root = Path(__file__).resolve().parents[1]
+    params = config.load(root / "params.yaml")
+    tok = AutoTokenizer.from_pretrained(root / params.base.pretrained_dir)
+    spec = WorldSpec(duration=params.data.duration, fps=params.data.render_fps, size=params.data.size,
+                     track_boxes=params.data.track_boxes)
+    longest = {family: max(len(tok(item.process + item.solution)["input_ids"]) + 1  # + EOS
+                           for item in (FAMILIES[family](5, i, spec) for i in range(20)))
+               for family in QUESTION_FAMILIES}
+    assert longest["tracking"] == max(longest.values()) > 96
+    for cap in (params.rft.max_completion_length, params.evaluation.max_new_tokens):
+        assert max(longest.values()) <= cap, (cap, longest)
