@@ -223,7 +223,7 @@ def test_settings_default_to_training_and_record_overrides():
 
     same = settings(DataParams(), EvalParams())
     assert (same["fps"], same["min_frames"], same["max_frames"], same["max_pixels"]) == (2.0, 4, 16, 112 * 112)
-    assert same["decoding"] == "greedy" and same["max_new_tokens"] == 96
+    assert same["decoding"] == "greedy" and same["max_new_tokens"] == EvalParams().max_new_tokens == 128
     more = settings(DataParams(), EvalParams(max_frames=64, max_pixels=256 * 28 * 28))
     assert (more["max_frames"], more["max_pixels"], more["fps"]) == (64, 200704, 2.0)
 
