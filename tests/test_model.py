@@ -125,6 +125,29 @@ def test_one_sft_step_changes_the_adapter(tiny_dir, world_split, load_in_4bit):
     assert vision_frozen
 
 
+def test_sequence_loss_weighs_each_example_once(tiny_dir, world_split):
+    """sft.loss: "token" is transformers' own mean over the batch's target tokens; "sequence" is
+    the mean of each example's own mean, whatever the answers' lengths."""
+    from vrlib.sft import supervised_loss
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    model = load_model(tiny_dir)
+    targets = [s.process + s.solution for s in samples[:2]]
+    targets[1] += " " + " ".join(["long"] * 30)  # unequal lengths: the two means differ
+    batch = encode_examples(processor, samples[:2], clips[:2], targets)
+    with torch.no_grad():
+        token = supervised_loss(model, batch, "token")
+        sequence = supervised_loss(model, batch, "sequence")
+        alone = [supervised_loss(model, encode_examples(processor, samples[i:i + 1], clips[i:i + 1],
+                                                        targets[i:i + 1]), "token") for i in range(2)]
+    assert token == model(**batch).loss
+    torch.testing.assert_close(sequence, (alone[0] + alone[1]) / 2, rtol=1e-4, atol=1e-5)
+    assert not torch.isclose(token, sequence, rtol=1e-3)
+    with pytest.raises(ValueError, match="token"):
+        supervised_loss(model, batch, "tokens")
+
+
 def test_format_tokens_are_the_tag_pieces_of_the_targets(tiny_dir, world_split):
     from vrlib.model import format_token_ids
 

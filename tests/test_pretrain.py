@@ -79,8 +79,7 @@ def test_a_new_second_phase_starts_from_the_first_phases_checkpoints(tmp_path, c
     """The first phase's checkpoints are named by its own keys: a change to the second phase
     resumes them, a change to the first does not; the card says where each phase started."""
     cfg, dcfg = tiny_recipe()
-    spec = pretrain.tasks.WorldSpec(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size,
-                                    track_boxes=dcfg.track_boxes)
+    spec = pretrain.tasks.WorldSpec.of(dcfg)
     sampling = dict(fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
     _, key, first = pretrain.recipe_keys(cfg, spec, sampling)
     _, key2, first2 = pretrain.recipe_keys(dataclasses.replace(cfg, tasks_lr=3e-4), spec, sampling)

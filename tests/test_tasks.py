@@ -170,11 +170,30 @@ def test_every_target_fits_the_completion_limits():
     root = Path(__file__).resolve().parents[1]
     params = config.load(root / "params.yaml")
     tok = AutoTokenizer.from_pretrained(root / params.base.pretrained_dir)
-    spec = WorldSpec(duration=params.data.duration, fps=params.data.render_fps, size=params.data.size,
-                     track_boxes=params.data.track_boxes)
+    spec = WorldSpec.of(params.data)
     longest = {family: max(len(tok(item.process + item.solution)["input_ids"]) + 1  # + EOS
                            for item in (FAMILIES[family](5, i, spec) for i in range(20)))
                for family in QUESTION_FAMILIES}
     assert longest["tracking"] == max(longest.values()) > 96
     for cap in (params.rft.max_completion_length, params.evaluation.max_new_tokens):
         assert max(longest.values()) <= cap, (cap, longest)
+
+
+def test_the_stages_name_the_items_whose_reference_answer_is_cut():
+    """`prompts.longer_than`, which the rft and eval stages print (real data's chains of thought
+    can be longer than the caps): the items whose chain of thought + answer + EOS passes the cap."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from vrlib import config
+    from vrlib.prompts import longer_than
+
+    root = Path(__file__).resolve().parents[1]
+    tok = AutoTokenizer.from_pretrained(root / config.load(root / "params.yaml").base.pretrained_dir)
+    samples = [as_sample(FAMILIES[f](5, 0, SPEC), i) for i, f in enumerate(["tracking", "count"])]
+    sizes = [len(tok(s.process + s.solution)["input_ids"]) + 1 for s in samples]
+    assert sizes[1] < sizes[0]
+    assert longer_than(tok, samples, sizes[0]) == []
+    assert longer_than(tok, samples, sizes[0] - 1) == ["q0"]
+    assert longer_than(tok, samples, sizes[1] - 1) == ["q0", "q1"]

@@ -154,8 +154,7 @@ def kim_items(split: str, items: list[tuple[str, str]], dcfg, seed: int) -> set[
     from vrlib import tasks
     from vrlib.data import split_seed
 
-    spec = tasks.WorldSpec(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size,
-                           track_boxes=dcfg.track_boxes)
+    spec = tasks.WorldSpec.of(dcfg)
     out = set()
     for family, pid in items:
         if family not in tasks.FAMILIES or not pid.startswith(f"{split}_"):

@@ -378,7 +378,7 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    spec = tasks.WorldSpec(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size, track_boxes=dcfg.track_boxes)
+    spec = tasks.WorldSpec.of(dcfg)
     sampling = dict(fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
     recipe, key, perception_key = recipe_keys(cfg, spec, sampling)
     state_dir = Path(state_dir) if state_dir is not None else None

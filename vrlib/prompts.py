@@ -46,6 +46,17 @@ def plain_target(sample) -> str:
     return " ".join(text.split())
 
 
+def longer_than(tokenizer, samples, limit: int) -> list[str]:
+    """The problem_ids whose reference completion (chain of thought, answer, EOS) is more than
+    `limit` tokens (`rft.max_completion_length`, `evaluation.max_new_tokens`): a model that
+    answers as the reference does is cut before `</answer>` there and scores 0. Real data's
+    chains of thought are long (Video-R1-CoT: hundreds of tokens); the world's fit
+    (tests/test_tasks.py)."""
+    eos = tokenizer.eos_token
+    return [s.problem_id for s in samples
+            if len(tokenizer(s.process + s.solution + eos)["input_ids"]) > limit]
+
+
 def messages(sample) -> list[dict]:
     """The user turn: the image or video first, then the question (Video-R1's layout)."""
     return [{"role": "user", "content": [{"type": sample.data_type},

@@ -86,6 +86,7 @@ FORMAT_GLUE = re.compile(_THINK_ANSWER + r"\s*<glue>.*?</glue>", re.DOTALL)
 # The RL loss's choices (docs of each in vrlib.grpo and config.RFTParams):
 SCALES = ("group", "batch", "none")  # advantage normalisation
 LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo", "cispo")  # loss aggregation (CISPO: its own loss)
+SFT_LOSSES = ("token", "sequence")  # SFT cross-entropy: one mean over tokens, or per example first
 IMPORTANCE_SAMPLING = ("token", "sequence")  # PPO's token ratio or GSPO's sequence ratio
 BONUS_MODES = ("reward", "advantage")  # where T-GRPO's and the relative bonus are added
 RELATIVE_FORMS = ("indicator", "margin")  # the relative reward's form

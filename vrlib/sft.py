@@ -17,6 +17,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from vrlib.prompts import messages, target_labels, video_kwargs
+from vrlib.schema import SFT_LOSSES
 
 
 class EncodeCache:
@@ -83,9 +84,9 @@ def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
 def train_supervised(model, processor, samples: list, clips: list, targets: list[str], *,
                      steps: int, batch_size: int, lr: float, grad_clip: float, seed: int,
                      grad_accum: int = 1, on_step: Callable[[int, dict], None] | None = None,
-                     warmup_frac: float = 0.05) -> list[float]:
+                     warmup_frac: float = 0.05, loss_mode: str = "token") -> list[float]:
     """AdamW with warmup + cosine decay; `grad_accum` micro-batches of `batch_size` per step,
-    drawn from `np.random.default_rng(seed)`."""
+    drawn from `np.random.default_rng(seed)`; `loss_mode` as `supervised_loss` says."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -99,7 +100,7 @@ def train_supervised(model, processor, samples: list, clips: list, targets: list
         for _ in range(grad_accum):
             idx = rng.choice(len(samples), size=min(batch_size, len(samples)), replace=False)
             batch = {k: v.to(model.device) for k, v in encode_cached(cache, idx, [targets[i] for i in idx]).items()}
-            micro = model(**batch).loss / grad_accum
+            micro = supervised_loss(model, batch, loss_mode) / grad_accum
             if not torch.isfinite(micro):
                 raise FloatingPointError(f"supervised loss is {micro.item()} at step {step}")
             micro.backward()
@@ -114,6 +115,22 @@ def train_supervised(model, processor, samples: list, clips: list, targets: list
                            "train/lr": schedule.get_last_lr()[0]})
     model.eval()
     return losses
+
+
+def supervised_loss(model, batch: dict, mode: str = "token") -> torch.Tensor:
+    """Cross-entropy on the target tokens. "token": the mean over every target token of the
+    batch (transformers' own loss, TRL's SFT), so a 113-token tracking answer weighs five
+    count answers; "sequence": each example's mean, then the mean over examples, so every
+    example weighs the same however long its answer."""
+    if mode == "token":
+        return model(**batch).loss
+    if mode != "sequence":
+        raise ValueError(f"sft loss {mode!r}: expected one of {SFT_LOSSES}")
+    labels = batch["labels"][:, 1:]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                           reduction="none")  # (B, L-1), 0 where ignored
+    return (ce.sum(1) / (labels != -100).sum(1).clamp(min=1)).mean()
 
 
 def examples(dcfg, cfg) -> tuple[list, list, list[str]]:
@@ -145,6 +162,6 @@ def run(dcfg, bcfg, cfg, *, base: str = "models/base", out: str = "models/sft",
                      token_ids=format_token_ids(processor.tokenizer, targets) if cfg.format_tokens else ())
     losses = train_supervised(model, processor, samples, clips, targets, steps=cfg.steps,
                               batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr,
-                              grad_clip=cfg.grad_clip, seed=cfg.seed, on_step=on_step)
+                              grad_clip=cfg.grad_clip, seed=cfg.seed, on_step=on_step, loss_mode=cfg.loss)
     save_checkpoint(model, None, out)
     return model, processor, losses

@@ -39,6 +39,11 @@ class WorldSpec:
     size: int = 112  # pixels
     track_boxes: int = 4  # boxes asked per tracking item (VideoChat-R1: 8)
 
+    @classmethod
+    def of(cls, dcfg) -> "WorldSpec":
+        """The world params.yaml's `data` section (`config.DataParams`) describes."""
+        return cls(duration=dcfg.duration, fps=dcfg.render_fps, size=dcfg.size, track_boxes=dcfg.track_boxes)
+
 
 @dataclass
 class Item:
