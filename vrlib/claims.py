@@ -68,11 +68,11 @@ ROOT = Path("checkpoints/claims")
 """Each run's RL adapter, step history and decodes: `<configuration>/<choose.variant_key>/`."""
 MINUTES = {"committed": 7.2, "grpo": 3.1, "relative": 3.7, "rl from base": 4.5, "grounding": 6.3,
            "grounding sft": 3.3}
-"""Expected minutes per run on the 2-core machine: the mean over seeds of the committed
-`make claims` that set them (`configurations.<name>.minutes`; 82 min in all; committed: seeds 1
-and 2, seed 0's SFT was reused from `vrlib.choose`; the latest run from nothing took 75 min). SFT is about 4 minutes of it (240
-steps), T-GRPO 3, a model decoded on val + eval 0.6 (the split decoded family by family). An
-estimate, printed by `--plan`."""
+"""Expected minutes per run on the 2-core machine: the mean over seeds of the `make claims`
+that set them (`configurations.<name>.minutes`; 82 min in all; committed: seeds 1 and 2, seed
+0's SFT was reused from `vrlib.choose`; the latest run from nothing took 75 min). SFT is about
+4 minutes of it (240 steps), T-GRPO 3, a model decoded on val + eval 0.6 (the split decoded
+family by family). An estimate, printed by `--plan`."""
 
 
 @dataclass(frozen=True)
