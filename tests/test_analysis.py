@@ -27,6 +27,7 @@ def trace(completion, accuracy=0.0, fmt=1.0, truncated=False, pid="x", task="cho
     ("<think>a</think><answer>B</answer>", MC, dict(accuracy=1.0), "ok"),
     ("<think>The white square appears", MC, dict(fmt=0.0, truncated=True), "truncated"),
     ("<think>It is B.</think>", MC, dict(fmt=0.0), "no answer tag"),
+    ("<think>It is 2.</think><answer> ", COUNT, dict(fmt=0.0), "empty answer"),  # EOS after <answer>
     ("I think <answer>B</answer>", MC, dict(fmt=0.0), "wrong format"),
     ("<think>from 6.0 to 9.5</think><answer>6.0 to 9.5</answer>", SPAN, {}, "time outside the video"),
     ("<think>x</think><answer>A</answer><glue>[(1.0, 12.0)]</glue>", GQA, {}, "time outside the video"),

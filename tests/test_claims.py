@@ -366,3 +366,12 @@ def test_the_docs_show_the_claims_first_and_how_their_runs_are_made():
     assert "make claims" in readme and "make claims" in results
     make = (ROOT / "Makefile").read_text()
     assert "\nclaims: env" in make and "\tpython -m vrlib.claims\n" in make
+
+
+def test_format_shares_are_kept_per_seed():
+    assert claims.format_rate([{"format": 1.0}, {"format": 0.0}, {"format": 1.0}]) == 66.7
+    records = [{"format": {"val": {"sft": 80.0, "rft": 90.0}, "eval": {"sft": 70.0, "rft": 75.5}}}, {}]  # {}: older
+    shares = claims.formats(records)
+    assert shares == {"val": {"rft": [90.0, None], "sft": [80.0, None]}, "eval": {"rft": [75.5, None], "sft": [70.0, None]}}
+    table = claims.formats_table({"configurations": {"committed": {"format": shares}}})
+    assert "| committed | sft | 70.0 / - |" in table and "| committed | rft | 75.5 / - |" in table

@@ -25,9 +25,12 @@ def read_models(folder: str | Path = "eval/traces") -> dict[str, list[dict]]:
     return {m: read_traces(Path(folder) / f"{m}.jsonl") for m in names}
 
 
-FAILURES = ("ok", "truncated", "no answer tag", "wrong format", "time outside the video",
+FAILURES = ("ok", "truncated", "empty answer", "no answer tag", "wrong format", "time outside the video",
             "answer not supported by the reasoning", "wrong answer, valid format")
-"""The taxonomy, checked in this order: each trace gets the first that applies."""
+"""The taxonomy, checked in this order: each trace gets the first that applies. "empty answer":
+the text ends at `<answer>` (EOS where the answer goes), the tiny SFT model's commonest failure:
+`<answer>` and `</answer>` end in the same two tokens (`answer`, `>`), and after its own chain
+of thought, off the training items' path, the model gives EOS the odds it has after `</answer>`."""
 
 _SPANS = {"temporal grounding", "grounded QA"}
 _CONCLUDES = {"multiple choice", "grounded QA", "numerical", "regression", "temporal grounding"}
@@ -81,6 +84,8 @@ def failure(trace: dict, sample=None, threshold: float = CORRECT) -> str:
     if trace["truncated"]:
         return "truncated"
     completion = trace["completion"]
+    if completion.rstrip().endswith("<answer>"):
+        return "empty answer"
     answer = answers.extract_answer(completion)
     if answer is None:
         return "no answer tag"

@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -243,8 +243,17 @@ def summarize(runs: dict[str, list[dict]], kim: dict[str, set[str]], seed: int =
             "method": "runs paired by seed (sft.seed = rft.seed = k); percentile bootstrap resampling the "
                       "per-seed differences and, within each family, items (vrlib.stats.paired_seeds_interval)",
             "configurations": {name: {"trains": what, "set": sets,
-                                      "minutes": [r.get("minutes") for r in runs[name]]}  # per seed, as measured
+                                      "minutes": [r.get("minutes") for r in runs[name]],  # per seed, as measured
+                                      "format": formats(runs[name])}
                                for name, (what, sets) in CONFIGS.items() if name in runs}}
+
+
+def formats(records: list[dict]) -> dict[str, dict[str, list]]:
+    """split -> model -> each seed's share of well-formed answers (None for a record written
+    before the share was kept): the SFT seeds differ most in how often an answer is empty."""
+    models = sorted({m for r in records for by_model in r.get("format", {}).values() for m in by_model})
+    return {split: {m: [r.get("format", {}).get(split, {}).get(m) for r in records] for m in models}
+            for split in SPLITS}
 
 
 # ----------------------------------------------------------------------------- tables
@@ -340,6 +349,16 @@ def times_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def formats_table(result: dict) -> str:
+    """Each configuration's models and their share of well-formed answers on `eval`, per seed:
+    where the seeds' scores part, it is mostly answers left empty (EOS right after `<answer>`)."""
+    lines = ["| configuration | model | well-formed answers on eval, % per seed |", "|---|---|---|"]
+    for name in CONFIGS:
+        for model, shares in result["configurations"].get(name, {}).get("format", {}).get("eval", {}).items():
+            lines.append(f"| {name} | {model} | {' / '.join('-' if x is None else f'{x:.1f}' for x in shares)} |")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- the runs
 def with_kept(runs: dict[str, list[dict]], seeds: tuple[int, ...]) -> dict[str, list[dict]]:
     """`runs` (what `execute` just ran or kept) and every other configuration whose
@@ -386,18 +405,23 @@ def train(name: str, params, folder: Path) -> dict[str, list[str]]:
     return {m: adapters[m] for m in needed}
 
 
-def decode_split(params, adapters: dict[str, list[str]], folder: Path, split: str) -> dict[str, dict]:
-    """Each model's per-item headline scores on `split` (`evaluate.item_scores`): model -> scores,
-    decoded greedily by the eval stage's driver (`choose.decode`; family by family, as
-    `rollout.decode` batches), traces in `folder`, the split's frames loaded once for all of them."""
+def decode_split(params, adapters: dict[str, list[str]], folder: Path, split: str) -> dict[str, list]:
+    """Each model's greedy decodes of `split`: model -> traces, by the eval stage's driver
+    (`choose.decode`; family by family, as `rollout.decode` batches), also written to `folder`,
+    the split's frames loaded once for all of them."""
     from vrlib import choose
-    from vrlib.evaluate import item_scores
 
     items = f"data/{split}.jsonl"
     loaded = choose.load_items(params, items)
-    return {m: item_scores(choose.decode(params, a, loaded, items, f"{m} {split}", folder / "decode" / f"{m}-{split}",
-                                        folder / f"{m}-{split}.jsonl"))
+    return {m: choose.decode(params, a, loaded, items, f"{m} {split}", folder / "decode" / f"{m}-{split}",
+                             folder / f"{m}-{split}.jsonl")
             for m, a in adapters.items()}
+
+
+def format_rate(traces: list) -> float:
+    """The share of well-formed answers in percent (the `format` column of the traces)."""
+    rows = [t if isinstance(t, dict) else asdict(t) for t in traces]
+    return round(100 * float(np.mean([r["format"] for r in rows])), 1)
 
 
 def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
@@ -410,14 +434,18 @@ def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
     wanted = as_sets(overrides(sets, seed))
     params = choose.with_sets(raw, wanted)
     folder = ROOT / ablations.slug(name) / choose.variant_key(raw, wanted, params)
+    from vrlib.evaluate import item_scores
+
     adapters = train(name, params, folder)
-    scores = {split: decode_split(params, adapters, folder, split) for split in SPLITS}
+    traces = {split: decode_split(params, adapters, folder, split) for split in SPLITS}
+    scores = {split: {m: item_scores(t) for m, t in by_model.items()} for split, by_model in traces.items()}
+    formats = {split: {m: format_rate(t) for m, t in by_model.items()} for split, by_model in traces.items()}
     history = folder / "rft" / "history.json"
     steps = json.loads(history.read_text()) if "rft" in adapters else []
     log = {k: float(np.mean([h[k] for h in steps if k in h]))
            for k in (*ablations.LOGGED, "group/frac_zero_std") if any(k in h for h in steps)}
     return {"set": sets, "seed": seed, "key": key, "log": log, "minutes": round((time.time() - start) / 60, 1),
-            "scores": scores}
+            "format": formats, "scores": scores}
 
 
 def execute(todo: list[tuple[str, list[str], int]], on_seed=None) -> dict[str, list[dict]]:
