@@ -29,8 +29,9 @@ FAILURES = ("ok", "truncated", "empty answer", "no answer tag", "wrong format", 
             "answer not supported by the reasoning", "wrong answer, valid format")
 """The taxonomy, checked in this order: each trace gets the first that applies. "empty answer":
 the text ends at `<answer>` (EOS where the answer goes), the tiny SFT model's commonest failure:
-`<answer>` and `</answer>` end in the same two tokens (`answer`, `>`), and after its own chain
-of thought, off the training items' path, the model gives EOS the odds it has after `</answer>`."""
+`<answer>` and `</answer>` end in the same two tokens (`answer`, `>`), and a model that has not
+learned to look two tokens back gives EOS there the odds it has after `</answer>` (one SFT seed
+on its own training items; the others after their own chain of thought, docs/results.md)."""
 
 _SPANS = {"temporal grounding", "grounded QA"}
 _CONCLUDES = {"multiple choice", "grounded QA", "numerical", "regression", "temporal grounding"}

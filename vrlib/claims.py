@@ -429,23 +429,22 @@ def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
     overrides, the seed, the committed study's `key`, the RL run's step-log means, the minutes
     it took and each model's per-item scores per split)."""
     from vrlib import choose
+    from vrlib.evaluate import item_scores
 
     start = time.time()
     wanted = as_sets(overrides(sets, seed))
     params = choose.with_sets(raw, wanted)
     folder = ROOT / ablations.slug(name) / choose.variant_key(raw, wanted, params)
-    from vrlib.evaluate import item_scores
-
     adapters = train(name, params, folder)
     traces = {split: decode_split(params, adapters, folder, split) for split in SPLITS}
     scores = {split: {m: item_scores(t) for m, t in by_model.items()} for split, by_model in traces.items()}
-    formats = {split: {m: format_rate(t) for m, t in by_model.items()} for split, by_model in traces.items()}
+    shares = {split: {m: format_rate(t) for m, t in by_model.items()} for split, by_model in traces.items()}
     history = folder / "rft" / "history.json"
     steps = json.loads(history.read_text()) if "rft" in adapters else []
     log = {k: float(np.mean([h[k] for h in steps if k in h]))
            for k in (*ablations.LOGGED, "group/frac_zero_std") if any(k in h for h in steps)}
     return {"set": sets, "seed": seed, "key": key, "log": log, "minutes": round((time.time() - start) / 60, 1),
-            "format": formats, "scores": scores}
+            "format": shares, "scores": scores}
 
 
 def execute(todo: list[tuple[str, list[str], int]], on_seed=None) -> dict[str, list[dict]]:
