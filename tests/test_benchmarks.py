@@ -194,7 +194,11 @@ def test_tcr_two_passes_cut_only_question_answering(tiny, media, monkeypatch):
     monkeypatch.setattr(tcr, "decode", fake_first)
     got = tcr.two_pass(model, processor, samples, paths, settings, low=0.5, high=2.0, pad=0.25)
     (first_s, first_c, px1), (second_s, second_c, px2) = passes
+    # pass 1 only where clues can cut: not the image, not the question about times
+    asked = [s for s in samples if s.data_type == "video" and s.problem_type != "temporal grounding"]
+    assert [s.problem_id for s in first_s] == [s.problem_id for s in asked] and 0 < len(asked) < len(samples)
     assert all(tcr.CLUE_ASK in s.problem for s in first_s) and second_s == samples
+    assert [f is None for f in got.first] == [s not in asked for s in samples]
     assert (px1, px2) == (112 * 112 // 2, 112 * 112 * 2)  # data.max_pixels x low, x high
     for s, span, clip in zip(samples, got.spans, second_c):
         if s.data_type == "image":
@@ -203,7 +207,55 @@ def test_tcr_two_passes_cut_only_question_answering(tiny, media, monkeypatch):
             assert span is None and clip.timestamps[0] == 0.0
         else:  # 0.25..1.25 s of a 2 s video at 4 fps
             assert span == (0.25, 1.25) and clip.timestamps.min() >= 0.25 and clip.timestamps.max() <= 1.25
-    assert len(got.texts) == len(samples) == len(got.first)
+    assert len(got.texts) == len(samples) == len(got.first) and got.reused == [False] * len(samples)
+
+
+def test_tcr_keeps_the_one_pass_answer_where_pass_two_sees_the_same(tiny, media, monkeypatch):
+    """An item whose pass-2 input equals the one-pass evaluation's (the same frames, resized to
+    the same size) takes that decode's answer; every other item is decoded again."""
+    from vrlib.data import load_media
+
+    model, processor = tiny
+    samples = importers.video_r1(FIXTURES / "video_r1.json", media).samples
+    samples += importers.charades_sta(FIXTURES / "charades_sta.txt", media).samples[:1]
+    paths = [Path(s.path) for s in samples]
+    settings = evaluate.settings(DataParams(), EvalParams(max_new_tokens=4, batch_size=8))
+    clips = [load_media(p, s.data_type, fps=settings["fps"], min_frames=settings["min_frames"],
+                        max_frames=settings["max_frames"]) for s, p in zip(samples, paths)]
+    plain = (clips, [f"plain {k}" for k in range(len(samples))], [False] * len(samples))
+    second = []
+
+    def no_clue(m, p, s, c, **k):  # pass 1 names no clue: nothing is cut
+        if tcr.CLUE_ASK in s[0].problem:
+            return ["no clue"] * len(s), [False] * len(s)
+        second.append([x.problem_id for x in s])
+        return ["again"] * len(s), [True] * len(s)
+
+    monkeypatch.setattr(tcr, "decode", no_clue)
+    same = tcr.two_pass(model, processor, samples, paths, settings, low=0.5, high=1.0, pad=0.25, plain=plain)
+    assert same.reused == [True] * len(samples) and same.texts == plain[1] and not second  # nothing decoded twice
+    denser = tcr.two_pass(model, processor, samples, paths, settings, low=0.5, high=2.0, pad=0.25, plain=plain)
+    px = settings["max_pixels"]
+    for k, s in enumerate(samples):  # 2 s videos: twice the fps is twice the frames; an image is the same
+        assert denser.reused[k] == (s.data_type == "image")
+        assert (denser.texts[k], denser.truncated[k]) == ((plain[1][k], False) if denser.reused[k] else ("again", True))
+    assert second == [[s.problem_id for s in samples if s.data_type != "image"]]
+
+
+def test_same_input_means_the_same_frames_at_the_same_size(tiny):
+    import numpy as np
+
+    from vrlib.video import Clip
+
+    _, processor = tiny
+    frames = np.random.default_rng(0).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
+    clip = Clip(frames, 2.0, np.arange(4), np.arange(4) / 2.0, 2.0, 4.0, "v.mp4")
+    assert tcr.same_input(clip, clip, 112 * 112, 4 * 112 * 112, processor)  # both budgets keep 112 x 112
+    assert not tcr.same_input(clip, clip, 112 * 112, 56 * 56, processor)    # the smaller one shrinks it
+    other = Clip(frames[::-1].copy(), 2.0, np.arange(4), np.arange(4) / 2.0, 2.0, 4.0, "v.mp4")
+    later = Clip(frames, 2.0, np.arange(4), np.arange(4) / 2.0 + 0.5, 2.0, 4.0, "v.mp4")
+    assert not tcr.same_input(clip, other, 112 * 112, 112 * 112, processor)
+    assert not tcr.same_input(clip, later, 112 * 112, 112 * 112, processor)
 
 
 def test_runner_loads_the_model_as_the_base_section_says(tiny_dir, media, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 
 from vrlib import answers
 from vrlib.explore import (KEYS_JS, box_times, caption, card, draw_frames, explorer, items_figure, keep,
-                           length, lengths_by_reason, marks, parts, reward_rows, select, side_by_side)
+                           length, lengths_by_reason, marks, parts, reward_rows, select, side_by_side, tcr_lines)
 from vrlib.tcr import TwoPass, read_passes, write_passes
 from vrlib.video import Clip
 
@@ -334,6 +334,16 @@ def test_tcr_passes_round_trip(tmp_path):
     got = read_passes(tmp_path / "tcr/rft_tcr.jsonl")
     assert got["g"]["span"] == (1.5, 3.5) and got["g"]["clues"] == [[2.0, 3.0]] and got["g"]["fps"] == [1.0, 8.0]
     assert got["m"]["span"] is None and got["m"]["clues"] is None
+
+
+def test_tcr_lines_say_when_a_pass_was_not_needed():
+    """An item pass 1 was not asked for (its clues could not cut the video) and whose pass 2 took
+    the rft row's answer (the same input) says so rather than showing an empty first answer."""
+    row = {"problem_id": "m", "first": None, "clues": None, "span": None, "fps": [1.0, 2.0],
+           "asked_fps": [1.0, 8.0], "reused": True}
+    lines = tcr_lines(MC, row)
+    assert lines[0] == "tcr pass 1: not run, its clues could not change what pass 2 sees"
+    assert lines[1].endswith("at 2.00 fps (asked 8.00): the rft row's answer, the same input") and len(lines) == 2
 
 
 def test_explorer_shows_tcr_pass_two_frames_and_both_passes(capsys):

@@ -82,7 +82,7 @@ class ModelRun:
 def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: str | os.PathLike,
               adapters: list, bcfg, items: str | os.PathLike, partial_dir: str | os.PathLike,
               traces_path: str | os.PathLike, clips: list | None = None, tcr: dict | None = None,
-              processor=None) -> ModelRun:
+              plain: list | None = None, processor=None) -> ModelRun:
     """The one evaluation driver, for the study (notebook 05) and `vrlib.benchmarks` alike.
 
     Loads `model_dir` + `adapters` as params.yaml's `base` section says (`bcfg`: dtype, 4-bit
@@ -93,6 +93,8 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
     `partial_dir`: a rerun with the same model, items and settings (an RL ablation reevaluating
     the unchanged base and SFT models) reads it instead of loading and decoding again.
     `clips` are the items' media already sampled as `setup` says (else decoded from `paths`).
+    With `tcr`, `plain` may give the same model's one-pass traces of `samples` (and `clips`
+    theirs): pass 2 takes their answer where its input is the same (`tcr.two_pass`).
     """
     from vrlib.data import load_media
     from vrlib.model import load_kwargs, load_policy, load_processor
@@ -107,8 +109,10 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
         model = load_policy(model_dir, adapters, **load_kwargs(bcfg))
         processor = processor if processor is not None else load_processor(model_dir)
         if tcr:
+            given = None if plain is None or clips is None else (
+                clips, [t.completion for t in plain], [t.truncated for t in plain])
             two = two_pass(model, processor, samples, paths, setup, low=tcr["low"], high=tcr["high"],
-                           pad=tcr["pad"], partial_dir=partial_dir, key=key, name=f"eval {name}")
+                           pad=tcr["pad"], partial_dir=partial_dir, key=key, name=f"eval {name}", plain=given)
             texts, truncated = two.texts, two.truncated
         else:
             if clips is None:

@@ -129,10 +129,14 @@ def tcr_lines(sample, passes: dict | None) -> list[str]:
     else:
         where = "the whole video (pass 1 named no valid clue)"
     fps, asked = passes["fps"], passes["asked_fps"]
+    scored = "the rft row's answer, the same input" if passes.get("reused") else "the answer scored"
+    second = f"tcr pass 2: {where} at {fps[1]:.2f} fps (asked {asked[1]:.2f}): {scored}"
+    if passes["first"] is None:
+        return ["tcr pass 1: not run, its clues could not change what pass 2 sees", second]
     return [f"tcr pass 1: the whole video at {fps[0]:.2f} fps (asked {asked[0]:.2f}), said {said(first)}",
             "           clues " + ("(none valid)" if passes["clues"] is None else
                                        "[" + ", ".join(f"({s:g}, {e:g})" for s, e in passes["clues"]) + "]"),
-            f"tcr pass 2: {where} at {fps[1]:.2f} fps (asked {asked[1]:.2f}): the answer scored"]
+            second]
 
 
 def card(trace: dict, sample, threshold: float = CORRECT, passes: dict | None = None) -> str:

@@ -14,12 +14,20 @@ are params (`evaluation.tcr_low`, `tcr_high`, `tcr_pad`). Departures, on purpose
   tracking) keep the whole video in the second pass, only sampled more densely: a cut video
   would shift the times they ask about.
 - An item whose first pass names no valid clue gets the whole video in the second pass.
+- Work neither pass needs is not done: pass 1 runs only where its clues can cut the video (not
+  on images, not on the questions about times above), and an item whose pass-2 input is the
+  one-pass evaluation's own (the same frames at the same size: a whole video whose denser
+  sampling hits `max_frames`, an image) takes that decode's answer (`plain`) instead of a
+  second greedy decode of the same input. In the tiny study no item is cut, and this halves
+  the cost of the `rft_tcr` row.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from vrlib import answers
 from vrlib.data import atomic_write_lines, load_media
@@ -52,40 +60,73 @@ class TwoPass:
     truncated: list[bool]
     fps: list[tuple] = field(default_factory=list)  # (pass 1, pass 2) real sampled fps per item
     asked_fps: tuple = ()       # (pass 1, pass 2): the fps each pass asked the sampler for
+    reused: list[bool] = field(default_factory=list)  # pass 2 is the one-pass decode (the same input)
+
+
+def needs_clues(sample) -> bool:
+    """Whether pass 1's clues can change what pass 2 sees: a video whose question is not about times."""
+    return sample.data_type == "video" and sample.problem_type not in WHOLE_VIDEO
+
+
+def same_input(a, b, px_a: int, px_b: int, processor) -> bool:
+    """Whether clips `a` at `px_a` pixels and `b` at `px_b` reach the model as the same tensors:
+    the same frames at the same times, resized to the same size (Qwen2.5-VL's `smart_resize`)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    if a.frames.shape != b.frames.shape or not np.array_equal(a.timestamps, b.timestamps) \
+            or not np.array_equal(a.frames, b.frames):
+        return False
+    h, w = a.frames.shape[1:3]
+    vp = processor.video_processor
+    factor, low = vp.patch_size * vp.merge_size, vp.size["shortest_edge"]
+    return smart_resize(h, w, factor, low, px_a) == smart_resize(h, w, factor, low, px_b)
 
 
 def two_pass(model, processor, samples: list, paths: list[Path], settings: dict, *, low: float,
              high: float, pad: float, partial_dir: str | Path | None = None, key: str = "",
-             name: str = "") -> TwoPass:
+             name: str = "", plain: tuple[list, list, list] | None = None) -> TwoPass:
     """Both passes over `samples` (media at `paths`), `settings` as `evaluate.settings` gives;
-    with `name`, each pass shows its progress (`rollout.decode`)."""
+    with `name`, each pass shows its progress (`rollout.decode`). `plain` = (clips, texts,
+    truncated) of the same model's one-pass greedy decode at `settings`: an item whose pass-2
+    input is the same (`same_input`) takes its answer. An item that does not `needs_clues` has
+    no pass 1 (None, its fps too)."""
     fps, px = settings["fps"], settings["max_pixels"]
     frames = dict(min_frames=settings["min_frames"], max_frames=settings["max_frames"])
     dec = dict(batch_size=settings["batch_size"], max_new_tokens=settings["max_new_tokens"])
     part = (lambda name: None) if partial_dir is None else (lambda name: Path(partial_dir) / name)
-    asked = [replace(s, problem=f"{s.problem} {CLUE_ASK}") for s in samples]
-    low_clips = [load_media(p, s.data_type, fps=fps * low, **frames) for s, p in zip(samples, paths)]
-    first, _ = decode(model, processor, asked, low_clips, max_pixels=int(px * low),
-                      partial=part("tcr_pass1.jsonl"), key=key, name=name and f"{name} pass 1", **dec)
-    spans, clips = [], []
-    for s, p, text in zip(samples, paths, first):
-        span = None if s.problem_type in WHOLE_VIDEO or s.data_type != "video" \
-            else clue_span(text, s.duration, pad)
-        spans.append(span)
+    ask = [k for k, s in enumerate(samples) if needs_clues(s)]
+    low_clips = {k: load_media(paths[k], samples[k].data_type, fps=fps * low, **frames) for k in ask}
+    said, _ = decode(model, processor, [replace(samples[k], problem=f"{samples[k].problem} {CLUE_ASK}") for k in ask],
+                     list(low_clips.values()), max_pixels=int(px * low), partial=part("tcr_pass1.jsonl"),
+                     key=key, name=name and f"{name} pass 1", **dec) if ask else ([], [])
+    first = [None] * len(samples)
+    for k, text in zip(ask, said):
+        first[k] = text
+    spans = [clue_span(text, s.duration, pad) if text is not None else None for s, text in zip(samples, first)]
+    clips = []
+    for s, p, span in zip(samples, paths, spans):
         start, end = span or (0.0, None)
         clips.append(load_media(p, s.data_type, fps=fps * high, start=start, end=end, **frames))
-    texts, truncated = decode(model, processor, samples, clips, max_pixels=int(px * high),
-                              partial=part("tcr_pass2.jsonl"), key=key, name=name and f"{name} pass 2", **dec)
-    return TwoPass(first, spans, texts, truncated, [(a.fps, b.fps) for a, b in zip(low_clips, clips)],
-                   (fps * low, fps * high))
+    reused = [plain is not None and same_input(plain[0][k], clips[k], px, int(px * high), processor)
+              for k in range(len(samples))]
+    again = [k for k in range(len(samples)) if not reused[k]]
+    texts, truncated = decode(model, processor, [samples[k] for k in again], [clips[k] for k in again],
+                              max_pixels=int(px * high), partial=part("tcr_pass2.jsonl"), key=key,
+                              name=name and f"{name} pass 2", **dec) if again else ([], [])
+    by_k = dict(zip(again, zip(texts, truncated)))
+    both = [by_k[k] if k in by_k else (plain[1][k], plain[2][k]) for k in range(len(samples))]
+    return TwoPass(first, spans, [t for t, _ in both], [tr for _, tr in both],
+                   [(low_clips[k].fps if k in low_clips else None, b.fps) for k, b in enumerate(clips)],
+                   (fps * low, fps * high), reused)
 
 
 def write_passes(path: str | Path, samples: list, two: TwoPass) -> None:
     """Both passes of every item, one JSON line each, for the explorer (notebook 06) to show what
     the scored answer was told: pass 1's completion and clues, the span and fps of pass 2."""
-    rows = ({"problem_id": s.problem_id, "first": first, "clues": answers.parse_glue(first),
-             "span": span, "fps": list(fps), "asked_fps": list(two.asked_fps)}
-            for s, first, span, fps in zip(samples, two.first, two.spans, two.fps))
+    reused = two.reused or [False] * len(samples)
+    rows = ({"problem_id": s.problem_id, "first": first, "clues": None if first is None else answers.parse_glue(first),
+             "span": span, "fps": list(fps), "asked_fps": list(two.asked_fps), "reused": again}
+            for s, first, span, fps, again in zip(samples, two.first, two.spans, two.fps, reused))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_lines(path, (json.dumps(r) + "\n" for r in rows))
 
