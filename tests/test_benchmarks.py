@@ -229,7 +229,7 @@ def test_tcr_keeps_the_one_pass_answer_where_pass_two_sees_the_same(tiny, media,
         if tcr.CLUE_ASK in s[0].problem:
             return ["no clue"] * len(s), [False] * len(s)
         second.append([x.problem_id for x in s])
-        return ["again"] * len(s), [True] * len(s)
+        return [f"again {x.problem_id}" for x in s], [True] * len(s)
 
     monkeypatch.setattr(tcr, "decode", no_clue)
     same = tcr.two_pass(model, processor, samples, paths, settings, low=0.5, high=1.0, pad=0.25, plain=plain)
@@ -238,7 +238,8 @@ def test_tcr_keeps_the_one_pass_answer_where_pass_two_sees_the_same(tiny, media,
     px = settings["max_pixels"]
     for k, s in enumerate(samples):  # 2 s videos: twice the fps is twice the frames; an image is the same
         assert denser.reused[k] == (s.data_type == "image")
-        assert (denser.texts[k], denser.truncated[k]) == ((plain[1][k], False) if denser.reused[k] else ("again", True))
+        assert (denser.texts[k], denser.truncated[k]) == (
+            (plain[1][k], False) if denser.reused[k] else (f"again {s.problem_id}", True))
     assert second == [[s.problem_id for s in samples if s.data_type != "image"]]
 
 
@@ -254,8 +255,9 @@ def test_same_input_means_the_same_frames_at_the_same_size(tiny):
     assert not tcr.same_input(clip, clip, 112 * 112, 56 * 56, processor)    # the smaller one shrinks it
     other = Clip(frames[::-1].copy(), 2.0, np.arange(4), np.arange(4) / 2.0, 2.0, 4.0, "v.mp4")
     later = Clip(frames, 2.0, np.arange(4), np.arange(4) / 2.0 + 0.5, 2.0, 4.0, "v.mp4")
-    assert not tcr.same_input(clip, other, 112 * 112, 112 * 112, processor)
-    assert not tcr.same_input(clip, later, 112 * 112, 112 * 112, processor)
+    slower = Clip(frames, 1.0, np.arange(4), np.arange(4) / 2.0, 4.0, 4.0, "v.mp4")  # other time positions
+    for changed in (other, later, slower):
+        assert not tcr.same_input(clip, changed, 112 * 112, 112 * 112, processor)
 
 
 def test_runner_loads_the_model_as_the_base_section_says(tiny_dir, media, tmp_path, monkeypatch):

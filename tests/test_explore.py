@@ -333,7 +333,13 @@ def test_tcr_passes_round_trip(tmp_path):
     write_passes(tmp_path / "tcr/rft_tcr.jsonl", [GQA, MC], two)
     got = read_passes(tmp_path / "tcr/rft_tcr.jsonl")
     assert got["g"]["span"] == (1.5, 3.5) and got["g"]["clues"] == [[2.0, 3.0]] and got["g"]["fps"] == [1.0, 8.0]
-    assert got["m"]["span"] is None and got["m"]["clues"] is None
+    assert got["m"]["span"] is None and got["m"]["clues"] is None and not got["m"]["reused"]
+    # an item pass 1 was not asked for, whose pass 2 kept the one-pass answer
+    two = TwoPass(first=[None], spans=[None], texts=["a"], truncated=[False], fps=[(None, 2.0)],
+                  asked_fps=(1.0, 8.0), reused=[True])
+    write_passes(tmp_path / "tcr/rft_tcr.jsonl", [MC], two)
+    got = read_passes(tmp_path / "tcr/rft_tcr.jsonl")["m"]
+    assert got["first"] is None and got["clues"] is None and got["fps"] == [None, 2.0] and got["reused"]
 
 
 def test_tcr_lines_say_when_a_pass_was_not_needed():

@@ -99,7 +99,7 @@ def run_model(name: str, samples: list, paths: list, setup: dict, *, model_dir: 
     from vrlib.data import load_media
     from vrlib.model import load_kwargs, load_policy, load_processor
 
-    key = resume_key(setup | ({"tcr": tcr} if tcr else {}), items, model_dir, adapters)
+    key = resume_key(setup | ({"tcr": tcr, "reuse": plain is not None} if tcr else {}), items, model_dir, adapters)
     partial_dir, two = Path(partial_dir), None
     done = {} if tcr else decoded(partial_dir / "decode.jsonl", key)
     if not tcr and all(s.problem_id in done for s in samples):  # decoded before: no model, no frames

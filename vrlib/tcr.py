@@ -73,13 +73,14 @@ def same_input(a, b, px_a: int, px_b: int, processor) -> bool:
     the same frames at the same times, resized to the same size (Qwen2.5-VL's `smart_resize`)."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-    if a.frames.shape != b.frames.shape or not np.array_equal(a.timestamps, b.timestamps) \
+    if a.frames.shape != b.frames.shape or a.fps != b.fps or not np.array_equal(a.timestamps, b.timestamps) \
             or not np.array_equal(a.frames, b.frames):
         return False
     h, w = a.frames.shape[1:3]
-    vp = processor.video_processor
-    factor, low = vp.patch_size * vp.merge_size, vp.size["shortest_edge"]
-    return smart_resize(h, w, factor, low, px_a) == smart_resize(h, w, factor, low, px_b)
+    low = processor.video_processor.size["shortest_edge"]  # what `prompts.encode_prompts` gives both
+    return all(smart_resize(h, w, p.patch_size * p.merge_size, low, px_a)
+               == smart_resize(h, w, p.patch_size * p.merge_size, low, px_b)
+               for p in (processor.image_processor, processor.video_processor))
 
 
 def two_pass(model, processor, samples: list, paths: list[Path], settings: dict, *, low: float,
