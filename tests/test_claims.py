@@ -347,7 +347,7 @@ def test_plan_prints_the_runs_and_their_time_and_runs_nothing(capsys, monkeypatc
     out = capsys.readouterr().out
     assert out.startswith("18 runs (6 configurations x 3 seeds), about ")
     assert "grounding sft, seed 2: evaluation.tcr=false evaluation.shuffled=false sft.seed=2 rft.seed=2 " \
-           "sft.families=[grounding] sft.splits=[sft,rl] (trains and decodes sft)" in out
+           "sft.families=[grounding] sft.splits=[sft,rl] sft.steps=240 (trains and decodes sft)" in out
 
 
 # ----------------------------------------------------------------------------- documented

@@ -72,13 +72,14 @@ RUNS = Path("metrics/claims")
 """One record per configuration and seed (`run_one`): what a resumed `make claims` keeps."""
 ROOT = Path("checkpoints/claims")
 """Each run's RL adapter, step history and decodes: `<configuration>/<choose.variant_key>/`."""
-MINUTES = {"committed": 7.2, "grpo": 3.1, "relative": 3.7, "rl from base": 4.5, "grounding": 6.3,
+MINUTES = {"committed": 11.8, "grpo": 3.2, "relative": 3.8, "rl from base": 4.7, "grounding": 6.3,
            "grounding sft": 3.3}
-"""Expected minutes per run on the 2-core machine: the mean over seeds of the `make claims`
-that set them (`configurations.<name>.minutes`; 82 min in all; committed: seeds 1 and 2, seed
-0's SFT was reused from `vrlib.choose`; the latest run from nothing took 75 min). SFT is about
-4 minutes of it (240 steps), T-GRPO 3, a model decoded on val + eval 0.6 (the split decoded
-family by family). An estimate, printed by `--plan`."""
+"""Expected minutes per run on the 2-core machine when no model is there yet (99 min in all): the
+mean over seeds of the latest `make claims` (`configurations.<name>.minutes`; 64 min in all, every
+SFT model read back) plus the SFT training it skipped: 7.3 min for the committed 480 steps (as
+`vrlib.choose` measured them), about 2.2 for a grounding-only SFT (240 steps, the run before). RL
+is 3 to 5 minutes of a run, a model decoded on val + eval about 0.6 (the split decoded family by
+family). An estimate, printed by `--plan` and the progress lines."""
 
 
 @dataclass(frozen=True)
