@@ -141,11 +141,73 @@ def test_sequence_loss_weighs_each_example_once(tiny_dir, world_split):
         sequence = supervised_loss(model, batch, "sequence")
         alone = [supervised_loss(model, encode_examples(processor, samples[i:i + 1], clips[i:i + 1],
                                                         targets[i:i + 1]), "token") for i in range(2)]
-    assert token == model(**batch).loss
+    torch.testing.assert_close(token, model(**batch).loss, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(sequence, (alone[0] + alone[1]) / 2, rtol=1e-4, atol=1e-5)
     assert not torch.isclose(token, sequence, rtol=1e-3)
     with pytest.raises(ValueError, match="token"):
         supervised_loss(model, batch, "tokens")
+
+
+def test_prompts_given_several_times_are_processed_once_into_the_same_tensors(tiny_dir, world_split):
+    """encode_prompts on a GRPO-like batch (rows repeated, images and videos mixed, a shuffled
+    copy of a clip) gives exactly what the processor gives on every row."""
+    from vrlib.prompts import messages, visual_kwargs
+    from vrlib.video import shuffle_clip
+    import numpy as np
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    image = next(i for i, s in enumerate(samples) if s.data_type == "image")
+    v0, v1 = [i for i, s in enumerate(samples) if s.data_type == "video"][:2]
+    shuffled = shuffle_clip(clips[v0], np.random.default_rng(0))
+    rows = [(v0, clips[v0])] * 3 + [(v0, shuffled)] * 2 + [(image, clips[image])] * 2 + [(v1, clips[v1]), (v0, clips[v0])]
+    rep_samples, rep_clips = [samples[i] for i, _ in rows], [c for _, c in rows]
+    got = encode_prompts(processor, rep_samples, rep_clips)
+    texts = [processor.apply_chat_template(messages(s), add_generation_prompt=True, tokenize=False) for s in rep_samples]
+    want = processor(text=texts, padding=True, return_tensors="pt", **visual_kwargs(rep_samples, rep_clips))
+    assert set(got) == set(want)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+
+
+@pytest.mark.parametrize("mode", ["token", "sequence"])
+def test_a_batch_run_in_length_groups_has_the_gradient_of_one(tiny_dir, world_split, mode):
+    """sft.length_groups: a micro-batch run as parts of items of similar length, each part's
+    loss divided by the whole micro-batch's normaliser, gives the loss and the gradient of the
+    micro-batch run whole (up to float rounding), with rows padded to their part's longest."""
+    import numpy as np
+
+    from vrlib.sft import EncodeCache, encode_cached, normaliser_of, supervised_loss
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    targets = [s.process + s.solution + " long" * (4 * i) for i, s in enumerate(samples)]
+    model = add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0)
+    for p in model.parameters():  # LoRA's B starts at 0: move it, so that A has a gradient too
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.02)
+    cache = EncodeCache(processor, samples, clips)
+    idx = sorted(range(len(samples)), key=lambda i: cache.length(i, targets[i]))
+    assert [encode_cached(cache, [i], [targets[i]])["input_ids"].shape[1] for i in idx] == \
+        [cache.length(i, targets[i]) for i in idx]
+
+    def run(parts) -> tuple[torch.Tensor, dict, int]:
+        model.zero_grad()
+        batches = [encode_cached(cache, part, [targets[i] for i in part]) for part in parts]
+        norm = normaliser_of([b["labels"] for b in batches], mode)
+        loss = sum(supervised_loss(model, b, mode, normaliser=norm) for b in batches)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return loss.detach(), grads, sum(b["input_ids"].numel() for b in batches)
+
+    whole, g_whole, padded_whole = run([idx])
+    parts, g_parts, padded_parts = run(np.array_split(idx, 3))
+    assert padded_parts < padded_whole
+    torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(whole, supervised_loss(model, encode_cached(cache, idx, [targets[i] for i in idx]), mode).detach())
+    assert any(g.abs().sum() > 0 for g in g_whole.values())
+    for name, g in g_whole.items():
+        torch.testing.assert_close(g_parts[name], g, rtol=1e-4, atol=1e-7, msg=name)
 
 
 def test_format_tokens_are_the_tag_pieces_of_the_targets(tiny_dir, world_split):

@@ -329,6 +329,53 @@ def test_one_generate_call_for_group_and_side_rollouts_keeps_each_rows_video(tin
     torch.testing.assert_close(alone[mask], whole[mask], atol=1e-5, rtol=1e-5)
 
 
+def test_each_row_samples_from_its_own_seed_whatever_is_batched_with_it(tiny_dir, split):
+    """rollout.RowSampler: a row's rollout depends on its seed, not on the rows beside it (the
+    GRPO loop samples a step's questions in one `generate` call), and another seed draws
+    another rollout."""
+    from vrlib.rollout import generate, row_seeds
+
+    samples, clips, _ = split
+    model, processor = fresh(tiny_dir), load_processor(tiny_dir)
+    image = next(i for i, s in enumerate(samples) if s.data_type == "image")
+    video = next(i for i, s in enumerate(samples) if s.data_type == "video")
+    seeds = row_seeds([0, 0, 0, 1], 4)
+    kw = dict(max_new_tokens=12, temperature=1.0, top_p=0.95)
+    together = generate(model, processor, [samples[video], samples[video], samples[image], samples[image]],
+                        [clips[video], clips[video], clips[image], clips[image]], seeds=seeds, **kw)
+    torch.manual_seed(123)  # the global stream plays no part
+    alone = generate(model, processor, [samples[image]] * 2, [clips[image]] * 2, seeds=seeds[2:], **kw)
+    first = generate(model, processor, [samples[video]], [clips[video]], seeds=seeds[:1], **kw)
+    assert together.texts[2:] == alone.texts and together.texts[:1] == first.texts
+    assert len(set(together.texts[:2])) == 2  # two seeds, two rollouts of one prompt
+    with pytest.raises(ValueError, match="seeds"):
+        generate(model, processor, [samples[image]], [clips[image]], seeds=seeds, **kw)
+
+
+def test_rows_hand_each_slice_its_own_images_and_videos(tiny_dir, split):
+    """`Rollouts.rows` on a batch mixing images and videos: a slice's log-probs are those its rows
+    have in the whole batch (a wrong patch slice or position would change them), with the
+    leading columns where the slice is all padding left out."""
+    from vrlib.rollout import generate, row_seeds, token_logprobs
+
+    samples, clips, _ = split
+    model, processor = fresh(tiny_dir), load_processor(tiny_dir)
+    image = next(i for i, s in enumerate(samples) if s.data_type == "image")
+    videos = [i for i, s in enumerate(samples) if s.data_type == "video"][:2]
+    order = [videos[0], image, videos[1], image]
+    every = generate(model, processor, [samples[i] for i in order], [clips[i] for i in order],
+                     max_new_tokens=6, temperature=1.0, seeds=row_seeds([0], 4))
+    with torch.no_grad():
+        whole = token_logprobs(model, every)                                        # (4, C)
+        for a, b in ((0, 1), (1, 3), (2, 4), (1, 2)):
+            part = every.rows(a, b)
+            assert part.texts == every.texts[a:b] and part.images.tolist() == every.images[a:b].tolist()
+            assert bool(part.attention_mask[:, 0].any())  # no column of padding only
+            mask = part.completion_mask.bool()
+            torch.testing.assert_close(token_logprobs(model, part)[mask],
+                                       whole[a:b, :mask.shape[1]][mask], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("engine, shards", [("deepspeed", 2), ("fsdp", 2), ("torch", None)])
 def test_an_optimizer_state_resumes_only_under_the_engine_that_wrote_it(tiny_dir, engine, shards):
     """A sharded optimizer state cannot be loaded by one plain process (nor a plain one by

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import torch
+from transformers import BatchFeature
 from transformers.video_utils import VideoMetadata
 
 
@@ -80,13 +81,33 @@ def visual_kwargs(samples, clips) -> dict:
 
 def encode_prompts(processor, samples, clips, max_pixels: int | None = None):
     """Left-padded prompts ready for `generate`: input_ids, attention_mask and the video tensors.
-    `max_pixels` overrides the processor's pixel budget per frame (evaluation settings)."""
+    `max_pixels` overrides the processor's pixel budget per frame (evaluation settings).
+    A (sample, clip) pair given several times (a GRPO group's G rows) is processed once and its
+    rows repeated: the same tensors as processing every row (tests/test_model.py)."""
+    firsts, rows = {}, []  # (id(sample), id(clip)) -> its index among the distinct pairs; each row's
+    for s, c in zip(samples, clips):
+        rows.append(firsts.setdefault((id(s), id(c)), len(firsts)))
+    distinct = [rows.index(u) for u in range(len(firsts))]  # the first row of each distinct pair
+    samples, clips = [samples[k] for k in distinct], [clips[k] for k in distinct]
     texts = [processor.apply_chat_template(messages(s), add_generation_prompt=True,
                                            tokenize=False) for s in samples]
     size = {} if max_pixels is None else {"size": {
         "shortest_edge": processor.video_processor.size["shortest_edge"], "longest_edge": max_pixels}}
-    return processor(text=texts, padding=True, return_tensors="pt", **size,
-                     **visual_kwargs(samples, clips))
+    batch = processor(text=texts, padding=True, return_tensors="pt", **size, **visual_kwargs(samples, clips))
+    if len(distinct) == len(rows):
+        return batch
+    out = {k: v[rows] for k, v in batch.items() if k not in VISUAL_KEYS}  # input_ids, attention_mask, ...
+    for pixels, grid, kind in (("pixel_values", "image_grid_thw", True), ("pixel_values_videos", "video_grid_thw", False)):
+        if grid not in batch:
+            continue
+        of_kind = [u for u, s in enumerate(samples) if (s.data_type == "image") == kind]  # distinct pairs, in order
+        per = dict(zip(of_kind, batch[pixels].split(batch[grid].prod(-1).tolist())))  # pair -> its patches
+        place = {u: j for j, u in enumerate(of_kind)}
+        mine = [u for u in rows if u in place]  # the rows of this kind, in row order
+        out[pixels], out[grid] = torch.cat([per[u] for u in mine]), batch[grid][[place[u] for u in mine]]
+        if not kind and "second_per_grid_ts" in batch:
+            out["second_per_grid_ts"] = batch["second_per_grid_ts"][[place[u] for u in mine]]
+    return BatchFeature(out)
 
 
 def encode_examples(processor, samples, clips, targets: list[str]):

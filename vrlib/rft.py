@@ -1,4 +1,4 @@
-"""The GRPO loop, read top to bottom: rollout_group -> grpo_step -> train_grpo -> run.
+"""The GRPO loop, read top to bottom: rollout_groups -> grpo_step -> train_grpo -> run.
 
 A step draws questions, samples G completions each (plus G/2 on shuffled frames for T-GRPO,
 or on the key-information-missing video for the relative reward), scores them, turns the
@@ -11,7 +11,8 @@ reference forwards of video prompts, so it optimises a video-blind policy
 (huggingface/trl#5373).
 
 Departures from Video-R1's trainer, each on purpose:
-- Every question is sampled with its own seed (seed, step, position in the step's draws) and
+- Every rollout is sampled from its own seed (seed, step, its question's position in the
+  step's draws, its row), the questions of a process in one batch, and each question is
   forwarded as its own micro-batch, so a run gives the same rollouts and the same update
   whether its questions are spread over one process or several, and a resumed run replays
   exactly what an uninterrupted one does.
@@ -42,7 +43,7 @@ from vrlib.grpo import (batch_normalizer, bonus_advantages, length_bonus, mask_t
                         policy_loss, relative_bonus, temporal_bonus)
 from vrlib.logs import step_logs, untimed
 from vrlib.model import STACK, add_lora, check_model_dir, load_kwargs, load_policy, load_processor, reference
-from vrlib.rollout import Rollouts, generate, token_logprobs
+from vrlib.rollout import Rollouts, generate, row_seeds, token_logprobs
 from vrlib.schema import CORRECT, PROBLEM_TYPES
 from vrlib.stage import quiet
 from vrlib.video import Clip, shuffle_clip
@@ -58,12 +59,6 @@ def score(texts: list[str], samples: list, reward_funcs: dict = REWARD_FUNCS) ->
     """Each completion scored against its own sample (not the batch's first problem type)."""
     return {name: torch.tensor([fn(t, s) for t, s in zip(texts, samples)], dtype=torch.float32)  # (N,)
             for name, fn in reward_funcs.items()}
-
-
-def question_seed(seed: int, step: int, position: int) -> int:
-    """The sampling seed of one question: where it sits in the step's draws, not which process
-    runs it."""
-    return int(np.random.SeedSequence([seed, step, position]).generate_state(1)[0])
 
 
 @dataclass
@@ -99,25 +94,34 @@ class Group:
         return torch.stack([c.float().cpu() for c in cols], 1)                     # (G, 5 + parts)
 
 
-def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, step: int,
-                  reward_funcs: dict = REWARD_FUNCS) -> Group:
-    """G rollouts of a question, plus G/2 on shuffled frames (T-GRPO) and G/2 on the
-    key-information-missing video (relative reward) when asked and possible."""
+def rollout_groups(policy, processor, questions: list[Question], cfg: RFTParams, *, seed: int, step: int,
+                   reward_funcs: dict = REWARD_FUNCS) -> list[Group]:
+    """G rollouts of each question, + G/2 on shuffled frames (T-GRPO) and G/2 on the key-information-missing
+    video (relative reward) when asked and possible, in one `generate` call (4 questions of 12 rows: 3.9 s
+    on 2 cores, one by one 6.3 s); each row samples from its own seed, whatever else is in the batch."""
     G, n_side = cfg.group_size, max(1, cfg.group_size // 2)
-    ordered = cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1  # has an order
-    shuffled = shuffle_clip(q.clip, np.random.default_rng(question_seed(seed, step, q.position))) if ordered else None
-    kim = q.kim_clip if cfg.relative else None
-    # One `generate` call for the group and its side rollouts (faster than three: one prefill,
-    # one decode loop); rows are [G ordered | G/2 shuffled | G/2 key-information-missing].
-    clips = [q.clip] * G + [shuffled] * n_side * (shuffled is not None) + [kim] * n_side * (kim is not None)
-    torch.manual_seed(question_seed(seed, step, q.position))
-    every = generate(policy, processor, [q.sample] * len(clips), clips, max_new_tokens=cfg.max_completion_length,
-                     temperature=cfg.temperature, top_p=cfg.top_p)
-    ro, side_texts = every.head(G), every.texts[G:]
-    parts = score(ro.texts, [q.sample] * G, reward_funcs)   # name -> (G,)
-    reward = sum(parts.values())                             # (G,)
-    accuracy = parts.get("accuracy", torch.zeros(G))         # (G,)
-    lengths = ro.completion_mask.sum(1)                      # (G,)
+    keys = [[seed, step, q.position] for q in questions]  # where a question sits in the draws, not which process runs it
+    ordered = [cfg.algo == "t_grpo" and q.sample.data_type == "video" and len(q.clip.frames) > 1 for q in questions]
+    sides = [(shuffle_clip(q.clip, np.random.default_rng(row_seeds(k, 1)[0])) if o else None,
+              q.kim_clip if cfg.relative else None) for q, k, o in zip(questions, keys, ordered)]  # (shuffled, kim)
+    rows = [[q.clip] * G + [c for c in side if c is not None for _ in range(n_side)]  # [G | G/2 shuffled | G/2 kim]
+            for q, side in zip(questions, sides)]
+    every = generate(policy, processor, [q.sample for q, r in zip(questions, rows) for _ in r], sum(rows, []),
+                     max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature, top_p=cfg.top_p,
+                     seeds=[s for k, r in zip(keys, rows) for s in row_seeds([*k, 1], len(r))])
+    ends = np.cumsum([0] + [len(r) for r in rows]).tolist()
+    return [score_group(q, every.rows(a, a + G), every.texts[a + G:b], *side, cfg, reward_funcs)
+            for q, side, a, b in zip(questions, sides, ends, ends[1:])]
+
+
+def score_group(q: Question, ro: Rollouts, side_texts: list[str], shuffled: Clip | None, kim: Clip | None,
+                cfg: RFTParams, reward_funcs: dict) -> Group:
+    """A question's group: its G rollouts' rewards, and the T-GRPO and relative bonuses from the
+    accuracy of its side rollouts (`side_texts`: G/2 shuffled, then G/2 key-information-missing)."""
+    G, n_side = cfg.group_size, max(1, cfg.group_size // 2)
+    parts = score(ro.texts, [q.sample] * G, reward_funcs)                       # name -> (G,)
+    reward, accuracy = sum(parts.values()), parts.get("accuracy", torch.zeros(G))  # (G,), (G,)
+    lengths = ro.completion_mask.sum(1)                                          # (G,)
     if cfg.length_bonus:
         reward = reward + torch.tensor(length_bonus(
             accuracy.tolist(), lengths.tolist(), omega=cfg.length_omega,
@@ -125,20 +129,17 @@ def rollout_group(policy, processor, q: Question, cfg: RFTParams, *, seed: int, 
     if cfg.overlong_buffer:
         reward = reward + overlong_penalty(lengths.float().cpu(), max_length=cfg.max_completion_length,
                                            buffer=cfg.overlong_buffer)
-
-    def side_accuracy() -> torch.Tensor:  # (G/2,) the next side rollouts; they never enter the loss
-        texts = [side_texts.pop(0) for _ in range(n_side)]
-        return score(texts, [q.sample] * n_side, {"a": rewards.accuracy_reward})["a"]
-
+    side = iter(score(side_texts, [q.sample] * len(side_texts),  # (G/2,) each: never in the loss
+                      {"a": rewards.accuracy_reward})["a"].split(n_side))
     group = Group(q.position, q.sample.problem_type, ro, parts, reward, torch.zeros(G), torch.zeros(G))
     if shuffled is not None:
-        acc_shuffled = side_accuracy()
+        acc_shuffled = next(side)
         bonus, fired = temporal_bonus(accuracy[None], acc_shuffled[None], alpha=cfg.temporal_alpha,
                                       mu=cfg.temporal_mu, threshold=cfg.temporal_threshold)
         group.temporal, group.bonus_applied = bonus[0], float(fired[0])
         group.p, group.p_shuffled = accuracy.mean().item(), acc_shuffled.mean().item()
     if kim is not None:
-        bonus, diff = relative_bonus(accuracy[None], side_accuracy()[None],
+        bonus, diff = relative_bonus(accuracy[None], next(side)[None],
                                      alpha=cfg.relative_alpha, form=cfg.relative_form)
         group.relative, group.relative_gap = bonus[0], diff[0].item()
     return group
@@ -200,8 +201,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     groups, rounds, with_signal = [], [], 0
     for chunk in [questions, *more] if cfg.dynamic_sampling else [questions]:
         with engine.full_weights(model):
-            new = [rollout_group(policy, processor, q, cfg, seed=seed, step=step, reward_funcs=reward_funcs)
-                   for q in chunk]
+            new = rollout_groups(policy, processor, chunk, cfg, seed=seed, step=step, reward_funcs=reward_funcs)
         groups += new
         rounds.append(gather_groups(engine, new))
         with_signal += int(has_signal(rounds[-1].reward).sum())

@@ -17,7 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from vrlib.logs import progress
 from vrlib.prompts import encode_prompts, visual_inputs
@@ -36,40 +38,81 @@ class Rollouts:
     visual: dict                  # image and video tensors of the N rows (prompts.VISUAL_KEYS)
     texts: list[str]              # N decoded completions, special tokens removed
     truncated: torch.Tensor       # (N,) True where no EOS came within the length budget
+    images: torch.Tensor          # (N,) True where the row's visual input is an image, else a video
 
     @property
     def completion_ids(self) -> torch.Tensor:
         return self.input_ids[:, -self.completion_mask.shape[1]:]  # (N, C)
 
     def head(self, n: int) -> "Rollouts":
-        """The first n rows, with their visual tensors (each row holds one image or one video,
-        whose patches are contiguous in `pixel_values*`, in row order), without the trailing
-        columns where none of them has a completion token."""
-        keep = int(self.completion_mask[:n].sum(1).max())
+        return self.rows(0, n)
+
+    def rows(self, a: int, b: int) -> "Rollouts":
+        """Rows a..b-1, with their visual tensors (each row holds one image or one video, whose
+        patches are contiguous in `pixel_values*`, images and videos each in row order), without
+        the leading columns where all of them are padding nor the trailing ones where none of
+        them has a completion token."""
+        keep = int(self.completion_mask[a:b].sum(1).max())
         end = self.input_ids.shape[1] - (self.completion_mask.shape[1] - keep)
+        start = int(self.attention_mask[a:b].any(0).int().argmax())  # left padding: the first real column
         visual = {}
-        for pixels, grid in (("pixel_values", "image_grid_thw"), ("pixel_values_videos", "video_grid_thw")):
-            if grid in self.visual:
-                kept = self.visual[grid][:n]                                   # (n', 3)
-                visual[grid] = kept
-                visual[pixels] = self.visual[pixels][:int(kept.prod(-1).sum())]  # (patches, D)
-        if "second_per_grid_ts" in self.visual:
-            visual["second_per_grid_ts"] = self.visual["second_per_grid_ts"][:len(visual["video_grid_thw"])]
-        return Rollouts(self.input_ids[:n, :end], self.attention_mask[:n, :end],
-                        self.completion_mask[:n, :keep], visual, self.texts[:n], self.truncated[:n])
+        for pixels, grid, of_kind in (("pixel_values", "image_grid_thw", self.images),
+                                      ("pixel_values_videos", "video_grid_thw", ~self.images)):
+            first, n = int(of_kind[:a].sum()), int(of_kind[a:b].sum())  # this kind's rows before, within
+            if n:
+                patches = self.visual[grid].prod(-1).cumsum(0).tolist()  # patch ends, row by row of the kind
+                visual[grid] = self.visual[grid][first:first + n]                       # (n, 3)
+                visual[pixels] = self.visual[pixels][patches[first - 1] if first else 0:patches[first + n - 1]]
+                if grid == "video_grid_thw" and "second_per_grid_ts" in self.visual:
+                    visual["second_per_grid_ts"] = self.visual["second_per_grid_ts"][first:first + n]
+        return Rollouts(self.input_ids[a:b, start:end], self.attention_mask[a:b, start:end],
+                        self.completion_mask[a:b, :keep], visual, self.texts[a:b], self.truncated[a:b],
+                        self.images[a:b])
+
+
+def row_seeds(key: list[int], n: int) -> list[int]:
+    """n seeds from `key` (the GRPO loop's: seed, step, a question's position in the step's draws;
+    the shuffle of its frames takes the first of [key], its rows' sampling those of [key, 1])."""
+    return [int(x) for x in np.random.SeedSequence(key).generate_state(n)]
+
+
+class RowSampler(LogitsProcessor):
+    """Temperature, top-p and a multinomial draw per row, each row from a generator of its own,
+    run as `generate`'s last logits processor under greedy search (the drawn token keeps score
+    0, every other -inf), so what a row samples does not depend on the rows batched with it.
+    HF's sampling draws every row from one global stream: there, batching the questions of a
+    step in one call would change each question's rollouts."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        self.seeds, self.generators = seeds, None
+        self.warpers = [TemperatureLogitsWarper(temperature)] + ([TopPLogitsWarper(top_p)] if top_p < 1 else [])
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # scores (N, V)
+        if self.generators is None:  # on the device the scores are on
+            self.generators = [torch.Generator(scores.device).manual_seed(s) for s in self.seeds]
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        probs = scores.softmax(-1)                                                   # (N, V)
+        drawn = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        return torch.full_like(scores, -math.inf).scatter_(1, drawn[:, None], 0.0)  # (N, V)
 
 
 @torch.no_grad()
 def generate(model, processor, samples: list, clips: list, *, num_generations: int = 1,
              max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
-             do_sample: bool = True, max_pixels: int | None = None) -> Rollouts:
-    """G rollouts per (sample, clip); row i*G + g is rollout g of sample i."""
+             do_sample: bool = True, max_pixels: int | None = None, seeds: list[int] | None = None) -> Rollouts:
+    """G rollouts per (sample, clip); row i*G + g is rollout g of sample i. With `seeds` (one per
+    row) each row samples from its own generator (`RowSampler`); else from torch's global one."""
     rep_samples = [s for s in samples for _ in range(num_generations)]
     rep_clips = [c for c in clips for _ in range(num_generations)]
     batch = encode_prompts(processor, rep_samples, rep_clips, max_pixels).to(model.device)
     tok = processor.tokenizer
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample \
         else dict(do_sample=False)
+    if do_sample and seeds is not None:
+        if len(seeds) != len(rep_samples):
+            raise ValueError(f"{len(seeds)} seeds for {len(rep_samples)} rows")
+        sampling = dict(do_sample=False, logits_processor=LogitsProcessorList([RowSampler(seeds, temperature, top_p)]))
     was_training = model.training
     model.eval()
     out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
@@ -88,7 +131,8 @@ def generate(model, processor, samples: list, clips: list, *, num_generations: i
     texts = tok.batch_decode(completion.masked_fill(completion_mask == 0, tok.pad_token_id),
                              skip_special_tokens=True)
     return Rollouts(input_ids=out, attention_mask=attention_mask, completion_mask=completion_mask,
-                    visual=visual_inputs(batch), texts=texts, truncated=~is_eos.any(1))
+                    visual=visual_inputs(batch), texts=texts, truncated=~is_eos.any(1),
+                    images=torch.tensor([s.data_type == "image" for s in rep_samples]))
 
 
 def token_logprobs(model, rollouts: Rollouts, temperature: float = 1.0) -> torch.Tensor:

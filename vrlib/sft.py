@@ -27,6 +27,14 @@ class EncodeCache:
         self.processor, self.samples, self.clips = processor, samples, clips
         self.visual: dict[int, dict] = {}  # id(clip) -> tensors; a clip shared by items is done once
         self.prompt: dict[int, str] = {}
+        self.lengths: dict[int, int] = {}
+
+    def length(self, i: int, target: str) -> int:
+        """Tokens of item i's prompt + `target` + EOS: the row `encode_cached` makes of it."""
+        if i not in self.lengths:
+            tok = self.processor.tokenizer
+            self.lengths[i] = len(tok(self.item(i)[0] + target + tok.eos_token)["input_ids"])
+        return self.lengths[i]
 
     def item(self, i: int) -> tuple[str, dict]:
         p, clip, sample = self.processor, self.clips[i], self.samples[i]
@@ -84,9 +92,13 @@ def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
 def train_supervised(model, processor, samples: list, clips: list, targets: list[str], *,
                      steps: int, batch_size: int, lr: float, grad_clip: float, seed: int,
                      grad_accum: int = 1, on_step: Callable[[int, dict], None] | None = None,
-                     warmup_frac: float = 0.05, loss_mode: str = "token") -> list[float]:
+                     warmup_frac: float = 0.05, loss_mode: str = "token", length_groups: int = 1) -> list[float]:
     """AdamW with warmup + cosine decay; `grad_accum` micro-batches of `batch_size` per step,
-    drawn from `np.random.default_rng(seed)`; `loss_mode` as `supervised_loss` says."""
+    drawn from `np.random.default_rng(seed)`; `loss_mode` as `supervised_loss` says.
+
+    Each micro-batch runs as `length_groups` parts, its items sorted by length, each part padded
+    to its own longest, and every part's loss divided by the whole micro-batch's normaliser:
+    the loss and the gradient of the micro-batch, up to float rounding, with less padding."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -99,12 +111,17 @@ def train_supervised(model, processor, samples: list, clips: list, targets: list
         loss = 0.0
         for _ in range(grad_accum):
             idx = rng.choice(len(samples), size=min(batch_size, len(samples)), replace=False)
-            batch = {k: v.to(model.device) for k, v in encode_cached(cache, idx, [targets[i] for i in idx]).items()}
-            micro = supervised_loss(model, batch, loss_mode) / grad_accum
-            if not torch.isfinite(micro):
-                raise FloatingPointError(f"supervised loss is {micro.item()} at step {step}")
-            micro.backward()
-            loss = loss + micro.detach()
+            idx = sorted(idx, key=lambda i: cache.length(i, targets[i]))  # stable: ties keep the draw's order
+            parts = [encode_cached(cache, part, [targets[i] for i in part])
+                     for part in np.array_split(idx, min(length_groups, len(idx)))]
+            norm = normaliser_of([p["labels"] for p in parts], loss_mode)
+            for part in parts:
+                batch = {k: v.to(model.device) for k, v in part.items()}
+                micro = supervised_loss(model, batch, loss_mode, normaliser=norm) / grad_accum
+                if not torch.isfinite(micro):
+                    raise FloatingPointError(f"supervised loss is {micro.item()} at step {step}")
+                micro.backward()
+                loss = loss + micro.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
         schedule.step()
@@ -117,20 +134,29 @@ def train_supervised(model, processor, samples: list, clips: list, targets: list
     return losses
 
 
-def supervised_loss(model, batch: dict, mode: str = "token") -> torch.Tensor:
+def supervised_loss(model, batch: dict, mode: str = "token", normaliser: float | None = None) -> torch.Tensor:
     """Cross-entropy on the target tokens. "token": the mean over every target token of the
     batch (transformers' own loss, TRL's SFT), so a 113-token tracking answer weighs five
     count answers; "sequence": each example's mean, then the mean over examples, so every
-    example weighs the same however long its answer."""
-    if mode == "token":
-        return model(**batch).loss
-    if mode != "sequence":
+    example weighs the same however long its answer. With `normaliser` (a micro-batch run in
+    parts: `normaliser` of all its parts' labels) the sum is divided by it instead."""
+    if mode not in SFT_LOSSES:
         raise ValueError(f"sft loss {mode!r}: expected one of {SFT_LOSSES}")
-    labels = batch["labels"][:, 1:]
+    labels = batch["labels"][:, 1:]                                                 # (B, L-1)
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
     ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
                                            reduction="none")  # (B, L-1), 0 where ignored
-    return (ce.sum(1) / (labels != -100).sum(1).clamp(min=1)).mean()
+    n = (labels != -100).sum(1)                                                     # (B,)
+    total = ce.sum() if mode == "token" else (ce.sum(1) / n.clamp(min=1)).sum()
+    return total / (normaliser if normaliser is not None else normaliser_of([batch["labels"]], mode))
+
+
+def normaliser_of(labels: list[torch.Tensor], mode: str) -> float:
+    """What `supervised_loss` divides by for a micro-batch whose parts have these `labels`:
+    its target tokens ("token") or its examples ("sequence")."""
+    if mode == "token":
+        return float(max(1, sum(int((lab[:, 1:] != -100).sum()) for lab in labels)))
+    return float(sum(len(lab) for lab in labels))
 
 
 def examples(dcfg, cfg) -> tuple[list, list, list[str]]:
@@ -162,6 +188,7 @@ def run(dcfg, bcfg, cfg, *, base: str = "models/base", out: str = "models/sft",
                      token_ids=format_token_ids(processor.tokenizer, targets) if cfg.format_tokens else ())
     losses = train_supervised(model, processor, samples, clips, targets, steps=cfg.steps,
                               batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, lr=cfg.lr,
-                              grad_clip=cfg.grad_clip, seed=cfg.seed, on_step=on_step, loss_mode=cfg.loss)
+                              grad_clip=cfg.grad_clip, seed=cfg.seed, on_step=on_step, loss_mode=cfg.loss,
+                              length_groups=cfg.length_groups)
     save_checkpoint(model, None, out)
     return model, processor, losses
