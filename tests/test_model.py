@@ -270,6 +270,60 @@ def test_cached_encoding_equals_the_processor(tiny_dir, world_split):
         assert torch.allclose(direct[key].float(), cached[key].float()), key
 
 
+def test_visual_tokens_computed_once_give_the_logits_of_the_pixels(tiny_dir, world_split):
+    """EncodeCache with the model keeps each clip's visual tokens, not its pixels, and hands them
+    to the model as `mm_encoder_outputs`: the logits of a mixed batch are those the pixels give."""
+    from vrlib.sft import EncodeCache, encode_cached, to
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    model = add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0)
+    idx = [0, 10, 3]  # video, image, video
+    targets = [samples[i].process + samples[i].solution for i in idx]
+    direct = encode_examples(processor, [samples[i] for i in idx], [clips[i] for i in idx], targets)
+    cache = EncodeCache(processor, samples, clips, model)
+    cached = encode_cached(cache, idx, targets)
+    assert "pixel_values_videos" not in cached and set(cached["mm_encoder_outputs"]) == {"image", "video"}
+    assert not any("pixel_values" in k for v in cache.visual.values() for k in v)
+    for key in ("input_ids", "attention_mask", "labels", "video_grid_thw", "image_grid_thw"):
+        assert torch.equal(direct[key], cached[key]), key
+    with torch.no_grad():
+        want = model(**direct).logits
+        got = model(**{k: to(v, model.device) for k, v in cached.items()}).logits
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_vision_tower_encodes_each_distinct_video_of_a_batch_once(tiny_dir, world_split):
+    """model.once_per_input: a batch of copies (a GRPO group) runs the tower on the distinct
+    videos only, and every copy gets the visual tokens it would get alone."""
+    import numpy as np
+
+    from vrlib.video import shuffle_clip
+
+    _, samples, clips = world_split
+    processor = load_processor(tiny_dir)
+    model = add_lora(load_model(tiny_dir), r=4, alpha=8, dropout=0.0, seed=0)
+    inner = model.get_base_model().model
+    v0, v1 = [i for i, s in enumerate(samples) if s.data_type == "video"][:2]
+    shuffled = shuffle_clip(clips[v0], np.random.default_rng(0))
+    rows = [clips[v0], clips[v1], clips[v0], shuffled, clips[v0], clips[v1]]
+    batch = encode_prompts(processor, [samples[v0]] * len(rows), rows)
+    grid, sizes = batch["video_grid_thw"], batch["video_grid_thw"].prod(-1).tolist()
+    seen = []
+    hook = inner.visual.patch_embed.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    with torch.no_grad():
+        tokens = inner.get_video_features(batch["pixel_values_videos"], grid).pooler_output
+        alone = [inner.get_video_features(p, grid[k:k + 1]).pooler_output[0]
+                 for k, p in enumerate(batch["pixel_values_videos"].split(sizes))]
+    hook.remove()
+    per_video = int(batch["video_grid_thw"][0].prod())
+    assert seen[0] == 3 * per_video  # v0, v1 and the shuffled copy: 3 distinct of 6
+    assert len(tokens) == len(rows)
+    for got, want in zip(tokens, alone):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert torch.equal(tokens[0], tokens[2]) and not torch.equal(tokens[0], tokens[3])
+
+
 # ----------------------------------------------------------------------------- QLoRA at scale
 def checkpointed(model) -> bool:
     return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())

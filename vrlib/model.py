@@ -314,8 +314,35 @@ def add_lora(model, *, r: int, alpha: int, dropout: float, seed: int,
     # backward pass through all the vision blocks for nothing (the LoRA gradients are the same
     # bit for bit without it).
     visual = model.get_base_model().model.visual
-    visual.forward = types.MethodType(torch.no_grad()(type(visual).forward), visual)
+    visual.forward = types.MethodType(torch.no_grad()(once_per_input(type(visual).forward)), visual)
     return model
+
+
+def once_per_input(forward):
+    """The vision tower's `forward`, run once per distinct image or video of a batch: a GRPO
+    group is G copies of one video, and its rollouts 1.5 G, which the tower would encode G times
+    over (a fifth of an RL step on 2 cores). Copies are found by value (the same grid, equal
+    patches); each gets the merged tokens (`pooler_output`, all the model reads) of its first."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    def run(self, hidden_states: torch.Tensor, grid_thw: torch.Tensor, **kwargs):
+        sizes = grid_thw.prod(-1).tolist()
+        chunks = hidden_states.split(sizes)                                   # per input: (patches, D)
+        firsts, of = {}, []  # (grid, sum) -> indices of distinct inputs with it; each input's first copy
+        for i, chunk in enumerate(chunks):
+            same = firsts.setdefault((tuple(grid_thw[i].tolist()), float(chunk.sum())), [])
+            j = next((j for j in same if torch.equal(chunks[j], chunk)), None)
+            if j is None:
+                same.append(i)
+            of.append(i if j is None else j)
+        distinct = sorted(set(of))
+        if len(distinct) == len(chunks):
+            return forward(self, hidden_states, grid_thw, **kwargs)
+        out = forward(self, torch.cat([chunks[j] for j in distinct]), grid_thw[distinct], **kwargs)
+        merged = dict(zip(distinct, out.pooler_output.split([sizes[j] // self.spatial_merge_size ** 2
+                                                             for j in distinct])))
+        return BaseModelOutputWithPooling(pooler_output=torch.cat([merged[j] for j in of]))
+    return run
 
 
 def format_token_ids(tokenizer, targets: list[str]) -> list[int]:
