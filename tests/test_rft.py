@@ -352,6 +352,40 @@ def test_each_row_samples_from_its_own_seed_whatever_is_batched_with_it(tiny_dir
         generate(model, processor, [samples[image]], [clips[image]], seeds=seeds, **kw)
 
 
+def test_the_loss_scores_each_rollout_as_the_sampler_drew_it(split, monkeypatch):
+    """token_logprobs gives every sampled token the log-prob it was drawn with: the same 3D
+    positions of the video tokens (transformers' mm_token_type_ids; without them the forward
+    falls back to 1D positions, several nats off on a model that learned to see), the same visual
+    input, for questions of different lengths batched (left padding) and sliced back into groups.
+    On the committed base: a random-weight model hardly depends on positions. The sampler's
+    log-prob is higher by -log(1 - m), m the mass of the vision tokens it may not draw
+    (`suppress_tokens`): under 0.05 here."""
+    from vrlib import rollout
+
+    tiny_dir = REPO / "models" / "tiny-base"
+
+    seen, call = [], rollout.RowSampler.__call__
+    monkeypatch.setattr(rollout.RowSampler, "__call__",
+                        lambda self, ids, scores: (seen.append(scores.clone()), call(self, ids, scores))[1])
+    samples, clips, _ = split
+    model, processor = fresh(tiny_dir), load_processor(tiny_dir)
+    image = next(i for i, s in enumerate(samples) if s.data_type == "image")
+    video = next(i for i, s in enumerate(samples) if s.data_type == "video")
+    T = 0.7
+    every = rollout.generate(model, processor, [samples[video]] * 2 + [samples[image]] * 2,
+                             [clips[video]] * 2 + [clips[image]] * 2, max_new_tokens=8, temperature=T,
+                             seeds=rollout.row_seeds([0], 4))
+    assert not every.attention_mask[2:, 0].any()  # the image rows are left-padded
+    drawn = torch.log_softmax(torch.stack(seen, 1) / T, -1).gather(-1, every.completion_ids[..., None])[..., 0]
+    for a in (0, 2):
+        part = every.rows(a, a + 2)
+        with torch.no_grad():
+            got = rollout.token_logprobs(model, part, T)                            # (2, C')
+        mask = part.completion_mask.bool()
+        gap = drawn[a:a + 2, :mask.shape[1]][mask] - got[mask]
+        assert gap.min() > -1e-4 and gap.max() < 0.05, (a, gap)
+
+
 def test_rows_hand_each_slice_its_own_images_and_videos(tiny_dir, split):
     """`Rollouts.rows` on a batch mixing images and videos: a slice's log-probs are those its rows
     have in the whole batch (a wrong patch slice or position would change them), with the

@@ -39,6 +39,9 @@ class Rollouts:
     texts: list[str]              # N decoded completions, special tokens removed
     truncated: torch.Tensor       # (N,) True where no EOS came within the length budget
     images: torch.Tensor          # (N,) True where the row's visual input is an image, else a video
+    token_types: torch.Tensor     # (N, P + C) 1 on image tokens, 2 on video tokens, else 0: without
+    # them (transformers' mm_token_type_ids) a forward cannot build Qwen2.5-VL's 3D positions and
+    # falls back to 1D ones, scoring the rollouts under a model other than the one that sampled them
 
     @property
     def completion_ids(self) -> torch.Tensor:
@@ -67,7 +70,7 @@ class Rollouts:
                     visual["second_per_grid_ts"] = self.visual["second_per_grid_ts"][first:first + n]
         return Rollouts(self.input_ids[a:b, start:end], self.attention_mask[a:b, start:end],
                         self.completion_mask[a:b, :keep], visual, self.texts[a:b], self.truncated[a:b],
-                        self.images[a:b])
+                        self.images[a:b], self.token_types[a:b, start:end])
 
 
 def row_seeds(key: list[int], n: int) -> list[int]:
@@ -132,14 +135,17 @@ def generate(model, processor, samples: list, clips: list, *, num_generations: i
                              skip_special_tokens=True)
     return Rollouts(input_ids=out, attention_mask=attention_mask, completion_mask=completion_mask,
                     visual=visual_inputs(batch), texts=texts, truncated=~is_eos.any(1),
-                    images=torch.tensor([s.data_type == "image" for s in rep_samples]))
+                    images=torch.tensor([s.data_type == "image" for s in rep_samples]),
+                    token_types=(out == tok.convert_tokens_to_ids(processor.image_token)).long()
+                    + 2 * (out == tok.convert_tokens_to_ids(processor.video_token)).long())
 
 
 def token_logprobs(model, rollouts: Rollouts, temperature: float = 1.0) -> torch.Tensor:
     """log pi(token | prefix, video) for every completion token: (N, C)."""
     n_completion = rollouts.completion_mask.shape[1]
     logits = model(input_ids=rollouts.input_ids, attention_mask=rollouts.attention_mask,
-                   **rollouts.visual, logits_to_keep=n_completion + 1).logits  # (N, C + 1, V)
+                   mm_token_type_ids=rollouts.token_types, **rollouts.visual,
+                   logits_to_keep=n_completion + 1).logits  # (N, C + 1, V)
     logits = logits[:, :-1].float() / temperature  # (N, C, V) position t predicts token t + 1
     logp = torch.log_softmax(logits, dim=-1)  # (N, C, V)
     return logp.gather(-1, rollouts.completion_ids.unsqueeze(-1)).squeeze(-1)  # (N, C)
