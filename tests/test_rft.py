@@ -280,8 +280,9 @@ def test_two_processes_make_the_same_update_as_one(tiny_dir, world_split, one_pr
                     str(tmp_path / "two.pt"), engine], cwd=REPO, env=env, check=True, capture_output=True)
     # ZeRO-3 reduce-scatters the gradients in buckets, another summation order: Adam's first
     # steps (g / sqrt(v), lr 1e-2) turn a last-bit difference of a near-zero gradient into up to
-    # ~6e-5 on 1 or 2 weights of ~1,500 (measured); every other engine agrees to 1e-6.
-    atol = 1e-4 if engine == "zero3" else 1e-6
+    # ~6e-5 on 1 or 2 weights of ~1,500 (measured), and 1.0e-4 on 1 weight of 1,536 with the
+    # rollouts of per-row seeds (measured on an AMD EPYC); every other engine agrees to 1e-6.
+    atol = 2e-4 if engine == "zero3" else 1e-6
     one, two = one_process, torch.load(tmp_path / "two.pt", weights_only=True)
     assert set(one) == set(two) == {"grpo", "dapo_batch", "dynamic", "resumed", "resumed_dynamic", "nan"}
     for run in (one, two):  # a NaN loss at step 1 stops every process before that update
@@ -396,9 +397,11 @@ def test_rows_hand_each_slice_its_own_images_and_videos(tiny_dir, split):
     model, processor = fresh(tiny_dir), load_processor(tiny_dir)
     image = next(i for i, s in enumerate(samples) if s.data_type == "image")
     videos = [i for i, s in enumerate(samples) if s.data_type == "video"][:2]
-    order = [videos[0], image, videos[1], image]
-    every = generate(model, processor, [samples[i] for i in order], [clips[i] for i in order],
+    mirrored = replace(clips[image], frames=clips[image].frames[:, :, ::-1].copy())  # a second image
+    order = [(videos[0], clips[videos[0]]), (image, clips[image]), (videos[1], clips[videos[1]]), (image, mirrored)]
+    every = generate(model, processor, [samples[i] for i, _ in order], [c for _, c in order],
                      max_new_tokens=6, temperature=1.0, seeds=row_seeds([0], 4))
+    assert not torch.equal(*every.visual["pixel_values"].chunk(2))  # two different images
     with torch.no_grad():
         whole = token_logprobs(model, every)                                        # (4, C)
         for a, b in ((0, 1), (1, 3), (2, 4), (1, 2)):

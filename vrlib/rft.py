@@ -13,9 +13,9 @@ reference forwards of video prompts, so it optimises a video-blind policy
 Departures from Video-R1's trainer, each on purpose:
 - Every rollout is sampled from its own seed (seed, step, its question's position in the
   step's draws, its row), the questions of a process in one batch, and each question is
-  forwarded as its own micro-batch, so a run gives the same rollouts and the same update
-  whether its questions are spread over one process or several, and a resumed run replays
-  exactly what an uninterrupted one does.
+  forwarded as its own micro-batch, so a run gives the same rollouts and update, up to float
+  rounding, whether its questions are spread over one process or several (a batch's shape can
+  change a kernel), and a resumed run replays exactly what an uninterrupted one does.
 - Rewards are computed per sample from its own problem_type (Video-R1 uses the batch's first).
 - Shuffled (T-GRPO) and key-information-missing (relative) rollouts are scored with the same
   rewards and never enter the loss, as in Video-R1.
@@ -116,8 +116,7 @@ def rollout_groups(policy, processor, questions: list[Question], cfg: RFTParams,
 
 def score_group(q: Question, ro: Rollouts, side_texts: list[str], shuffled: Clip | None, kim: Clip | None,
                 cfg: RFTParams, reward_funcs: dict) -> Group:
-    """A question's group: its G rollouts' rewards, and the T-GRPO and relative bonuses from the
-    accuracy of its side rollouts (`side_texts`: G/2 shuffled, then G/2 key-information-missing)."""
+    """A question's group: its G rollouts' rewards, and the bonuses from its side rollouts' accuracy."""
     G, n_side = cfg.group_size, max(1, cfg.group_size // 2)
     parts = score(ro.texts, [q.sample] * G, reward_funcs)                       # name -> (G,)
     reward, accuracy = sum(parts.values()), parts.get("accuracy", torch.zeros(G))  # (G,), (G,)
@@ -224,6 +223,7 @@ def grpo_step(model, processor, optimizer, questions: list[Question], cfg: RFTPa
     local_adv = [adv.view(-1, G)[row[g.position]] for g in mine]                   # [(G,)]
 
     # 3. the update: one micro-batch per kept question, normalisers of the whole kept batch
+    torch.manual_seed(row_seeds([seed, step, 2], 1)[0])  # LoRA dropout's masks, the same after a resume
     t1 = time.perf_counter()
     totals = update(model, optimizer, mine, local_adv, cfg, engine, batch, policy, pad=groups[0])
     metrics = step_metrics(batch, changed, totals, cfg, engine)
