@@ -6,6 +6,7 @@ Run: `.venv/bin/pytest tests/test_choose.py`
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,54 @@ def test_a_new_base_never_reuses_a_variant_trained_on_the_old_one(tmp_path, monk
     first = choose.base_id()
     (tmp_path / "pointer.json").write_text('{"path": "a", "sha256": "2"}')
     assert choose.base_id() != first
+
+
+def _seed_record(sets: dict, seed: int, per_task: dict[str, list[float]]) -> dict:
+    return _record(sets, per_task) | {"seed": seed, "format": 100.0}
+
+
+def test_with_seeds_a_variant_is_chosen_only_where_its_seeds_x_items_interval_lies_above_0():
+    both = lambda x: {"a": x, "b": x}  # noqa: E731
+    ones, zeros = [1] * 20, [0] * 20
+    half = [1] * 10 + [0] * 10
+    committed = [_seed_record({}, k, both(half)) for k in range(3)]
+    steady = [_seed_record({"rft.lr": 0.001}, k, both(ones)) for k in range(3)]  # +50 at every seed
+    lucky = [_seed_record({"rft.lr": 0.01}, k, both(x)) for k, x in enumerate([ones, zeros, ones])]
+    result = choose.summarize_seeds("rft", {"committed": committed, "rft.lr=0.001": steady, "rft.lr=0.01": lucky})
+    rows = {r["variant"]: r for r in result["variants"]}
+    assert [r["variant"] for r in result["variants"]] == ["rft.lr=0.001", "rft.lr=0.01", "committed"]
+    steady_d = rows["rft.lr=0.001"]["minus committed"]
+    assert steady_d["diff"] == 50.0 and 0 < steady_d["low"] < 50.0 < steady_d["high"]  # the items' noise
+    assert rows["rft.lr=0.01"]["minus committed per seed"] == [50.0, -50.0, 50.0]
+    lucky_d = rows["rft.lr=0.01"]["minus committed"]
+    assert lucky_d["low"] < 0 < lucky_d["high"]  # one bad seed of three: not told from 0
+    assert rows["committed"]["per_seed"] == [50.0] * 3 and result["chosen"] == "rft.lr=0.001"
+    result = choose.summarize_seeds("rft", {"committed": committed, "rft.lr=0.01": lucky})
+    assert result["chosen"] == "committed"  # its mean is higher (+16.7), its interval holds 0
+    with pytest.raises(ValueError, match="seeds"):
+        choose.summarize_seeds("rft", {"committed": committed, "rft.lr=0.01": lucky[:2]})
+
+
+def test_with_seeds_each_run_sets_the_compared_models_training_seeds():
+    assert choose.seeded("sft", {"sft.lr": 0.01}, 2) == {"sft.lr": 0.01, "sft.seed": 2}
+    assert choose.seeded("rft", {}, 1) == {"sft.seed": 1, "rft.seed": 1}
+
+
+def test_the_committed_row_of_a_seed_is_read_from_make_claims_only_on_the_same_study(tmp_path, monkeypatch):
+    from vrlib import claims
+
+    monkeypatch.setattr(claims, "RUNS", tmp_path)
+    monkeypatch.setattr(claims, "study_key", lambda: "this study")
+    (tmp_path / "committed").mkdir()
+    items = {"val": {"sft": {"a": {"val_a_0": 0.0}}, "rft": {"a": {"val_a_0": 100.0}}}}
+    record = {"set": [], "seed": 1, "key": "this study", "log": {"group/frac_zero_std": 0.25},
+              "format": {"val": {"sft": 90.0, "rft": 95.0}}, "scores": items}
+    path = tmp_path / "committed" / "seed1.json"
+    path.write_text(json.dumps(record))
+    row = choose.from_claims("rft", 1)
+    assert row["items"] == {"a": {"val_a_0": 100.0}} and row["format"] == 95.0 and row["groups_with_signal"] == 0.75
+    assert row["sets"] == {} and row["seed"] == 1
+    assert choose.from_claims("sft", 1)["items"] == {"a": {"val_a_0": 0.0}}
+    assert choose.from_claims("rft", 0) is None  # no record of that seed
+    path.write_text(json.dumps(record | {"key": "another study"}))
+    assert choose.from_claims("rft", 1) is None

@@ -2,6 +2,7 @@
 
     python -m vrlib.choose sft sft.lr=0.001,0.003 sft.steps=120,240
     python -m vrlib.choose rft rft.temperature=0.2,1.0 rft.lr=0.0001,0.0003
+    python -m vrlib.choose rft rft.lr=0.001 --seeds 3
 
 The first word says which model is compared (`sft`, or `rft`, the SFT model of the committed
 params under each RL variant); each `key=v1,v2` is one axis, the variants are their product,
@@ -11,8 +12,13 @@ on `val` by the eval stage's driver (`evaluate.run_model`) and leaves a record t
 run resumes after the last finished variant. The summary, `metrics/choices/<stage>.json`, ranks
 the variants of this grid and of earlier grids on the same params and base by their mean over
 tasks on `val`, with each one's interval against the committed params (items resampled within
-each task; one training run per variant, so the interval holds no training noise: `make claims`
-measures that). The test split is never read here.
+each task; one training run per variant, so the interval holds no training noise). With
+`--seeds N` every variant, the committed params included, trains at `sft.seed` (and for `rft`
+`rft.seed`) = 0 .. N-1, as `make claims` pairs its runs: `metrics/choices/<stage>-seeds.json`
+ranks the variants by their mean over seeds, each against the committed params with a seeds x
+items interval, and chooses a variant only where that interval lies above 0. The committed
+row of a seed is read from `make claims`' record of the same study where there is one (the
+same SFT and RL runs). The test split is never read here.
 
 Why not `dvc exp run`: each would rerun the evaluation of every model on both splits (5 min);
 a variant here costs its training plus 30 s of decoding on `val`.
@@ -38,6 +44,8 @@ BASE = "models/base"
 ROOT = Path("checkpoints/choose")
 OUT = Path("metrics/choices")
 STAGES = ("sft", "rft")
+SEED_KEYS = {"sft": ("sft.seed",), "rft": ("sft.seed", "rft.seed")}
+"""What `--seeds` sets to k in each run of seed k: the compared model's training runs."""
 
 
 def axes(specs: list[str]) -> list[tuple[str, list]]:
@@ -190,6 +198,104 @@ def summarize(stage: str, records: list[dict], seed: int = 0) -> dict:
             "variants": rows, "chosen": rows[0]["variant"] if rows else None}
 
 
+def seeded(stage: str, sets: dict[str, object], seed: int) -> dict[str, object]:
+    """A variant's sets at training seed `seed` (`SEED_KEYS`; the data keep the study's seed)."""
+    return sets | {key: seed for key in SEED_KEYS[stage]}
+
+
+def from_claims(stage: str, seed: int) -> dict | None:
+    """The committed row at `seed` as `make claims` measured it on this same study, or None: its
+    `committed` configuration overrides the evaluation stage only (no TCR, no shuffled frames),
+    so it trained these SFT and RL runs and decoded `val` greedily as `decode` does."""
+    from vrlib import claims
+
+    path = claims.RUNS / "committed" / f"seed{seed}.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if record.get("key") != claims.study_key() or record.get("set") != [] or stage not in record["scores"]["val"]:
+        return None
+    zero = record["log"].get("group/frac_zero_std") if stage == "rft" else None
+    return {"sets": {}, "seed": seed, "items": record["scores"]["val"][stage],
+            "format": record["format"]["val"][stage], "read from": str(path)} | (
+        {} if zero is None else {"groups_with_signal": round(1 - zero, 3)})
+
+
+def summarize_seeds(stage: str, runs: dict[str, list[dict]], seed: int = 0) -> dict:
+    """The variants (name -> one record per seed, seeds in the same order) ranked by their mean
+    over seeds of the mean over tasks on `val`, each against the committed row with a seeds x
+    items interval (`stats.paired_seeds_interval`: the runs paired by seed). Chosen: the best
+    variant whose interval lies above 0; else the committed params stay."""
+    ref = runs["committed"]
+    keys = [(t, i) for t in sorted(ref[0]["items"]) for i in sorted(ref[0]["items"][t])]
+    strata = np.array([t for t, _ in keys])
+    arm = lambda records: np.array([[r["items"][t][i] for t, i in keys] for r in records])  # noqa: E731
+    over = lambda row: float(np.mean([row[strata == t].mean() for t in np.unique(strata)]))  # noqa: E731
+    rows = []
+    for name, records in runs.items():
+        if [r["seed"] for r in records] != [r["seed"] for r in ref]:
+            raise ValueError(f"choose: {name} ran seeds {[r['seed'] for r in records]}, the committed row "
+                             f"{[r['seed'] for r in ref]}")
+        scores = arm(records)
+        row = {"variant": name, "sets": records[0]["sets"], "seeds": [r["seed"] for r in records],
+               "val": round(float(np.mean([over(x) for x in scores])), 2),
+               "per_seed": [round(over(x), 2) for x in scores], "format": [r["format"] for r in records],
+               "minutes": [r.get("minutes") for r in records]}
+        if all("groups_with_signal" in r for r in records):
+            row["groups_with_signal"] = [r["groups_with_signal"] for r in records]
+        if records is not ref:
+            d = scores - arm(ref)
+            row["minus committed"] = stats.paired_seeds_interval(scores, arm(ref), strata, seed=seed).as_dict()
+            row["minus committed per seed"] = [round(over(x), 2) + 0.0 for x in d]
+        rows.append(row)
+    rows.sort(key=lambda row: -row["val"])
+    better = [r for r in rows if r.get("minus committed", {}).get("low", 0) > 0]
+    return {"stage": stage, "split": "val", "metric": "mean over tasks of each task's headline metric, mean over seeds",
+            "seed_keys": list(SEED_KEYS[stage]), "method": "runs paired by seed; percentile bootstrap resampling "
+            "the per-seed differences and, within each task, items (vrlib.stats.paired_seeds_interval)",
+            "variants": rows, "chosen": better[0]["variant"] if better else "committed"}
+
+
+def run_variant(stage: str, raw: dict, sets: dict[str, object], label: str) -> dict:
+    """One variant trained and decoded on `val` under its folder, or its record from before."""
+    params = with_sets(raw, sets)
+    folder = ROOT / stage / variant_key(raw, sets, params)
+    record = folder / "record.json"
+    if record.is_file():
+        print(f"choose: {name_of(sets)}: done before ({record})", flush=True)
+        return json.loads(record.read_text())
+    print(f"choose: {label}: {name_of(sets)}", flush=True)
+    t0 = time.time()
+    adapters = train(stage, params, folder)
+    val = evaluate_val(params, adapters, folder, name_of(sets))
+    out = {"sets": sets, **val, "minutes": round((time.time() - t0) / 60, 1)} | signal(folder)
+    atomic_write_json(record, out)
+    print(f"choose: {name_of(sets)}: val {over_tasks(val['metrics']):.1f} over tasks ({out['minutes']} min)",
+          flush=True)
+    return out
+
+
+def main_seeds(stage: str, raw: dict, todo: list[dict], n: int) -> None:
+    """`--seeds n`: every variant of `todo` at seeds 0 .. n-1 -> metrics/choices/<stage>-seeds.json."""
+    runs = {}
+    for i, sets in enumerate(todo):
+        for k in range(n):
+            record = from_claims(stage, k) if not sets else None
+            if record is None:
+                record = run_variant(stage, raw, seeded(stage, sets, k), f"variant {i + 1}/{len(todo)}, seed {k}")
+                record = {**record, "sets": sets, "seed": k, "format": round(float(np.mean(
+                    [m["format"] for m in record["metrics"].values()])), 1)}
+            else:
+                print(f"choose: committed, seed {k}: read from {record['read from']}", flush=True)
+            runs.setdefault(name_of(sets), []).append(record)
+    result = summarize_seeds(stage, runs) | {"committed": {k: raw[k] for k in STAGES[:STAGES.index(stage) + 1]}}
+    OUT.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(OUT / f"{stage}-seeds.json", result)
+    for row in result["variants"]:
+        d = row.get("minus committed")
+        print(f"{row['val']:6.1f}  per seed {row['per_seed']}  {row['variant']}"
+              + (f"   - committed: {stats.fmt(d)}" if d else ""))
+    print(f"choose: chosen on val with {n} seeds: {result['chosen']} ({OUT / (stage + '-seeds.json')})")
+
+
 def main(argv: list[str] | None = None) -> None:
     from vrlib.stage import quiet
 
@@ -197,29 +303,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("stage", choices=STAGES, help="the model compared: sft, or rft on the committed SFT recipe")
     ap.add_argument("axes", nargs="+", help="section.key=v1,v2 (the committed value is added to each axis)")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--seeds", type=int, default=1, help="training seeds per variant (0, 1, ...; > 1: "
+                    "metrics/choices/<stage>-seeds.json, seeds x items intervals)")
     args = ap.parse_args(argv)
     quiet()
     raw = yaml.safe_load(Path(args.params).read_text())
     committed = config.load(args.params)
     todo = [{}] + [s for s in variants(args.axes) if any(  # the committed values are its first row
         getattr(getattr(committed, k.split(".")[0]), k.split(".", 1)[1]) != v for k, v in s.items())]
-    records = []
-    for i, sets in enumerate(todo):
-        params = with_sets(raw, sets)
-        folder = ROOT / args.stage / variant_key(raw, sets, params)
-        record = folder / "record.json"
-        if record.is_file():
-            print(f"choose: {name_of(sets)}: done before ({record})", flush=True)
-            records.append(json.loads(record.read_text()))
-            continue
-        print(f"choose: variant {i + 1}/{len(todo)}: {name_of(sets)}", flush=True)
-        t0 = time.time()
-        adapters = train(args.stage, params, folder)
-        val = evaluate_val(params, adapters, folder, name_of(sets))
-        records.append({"sets": sets, **val, "minutes": round((time.time() - t0) / 60, 1)} | signal(folder))
-        atomic_write_json(record, records[-1])
-        print(f"choose: {name_of(sets)}: val {over_tasks(val['metrics']):.1f} over tasks "
-              f"({records[-1]['minutes']} min)", flush=True)
+    if args.seeds > 1:
+        return main_seeds(args.stage, raw, todo, args.seeds)
+    records = [run_variant(args.stage, raw, sets, f"variant {i + 1}/{len(todo)}") for i, sets in enumerate(todo)]
     for path in sorted((ROOT / args.stage).glob("*/record.json")):  # earlier grids on the same params and base
         r = json.loads(path.read_text())
         if r["sets"] not in todo and path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"])):

@@ -454,12 +454,18 @@ def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
             "format": shares, "scores": scores}
 
 
+def study_key() -> str:
+    """What a record must have been made on: the committed study every run starts from
+    (params.yaml, dvc.lock) and the overrides common to every run."""
+    return digest([ablations.COMMON], ["params.yaml", "dvc.lock"])
+
+
 def execute(todo: list[tuple[str, list[str], int]], on_seed=None) -> dict[str, list[dict]]:
     """Each (configuration, overrides, seed) of `todo`, in order: configuration -> records. A
     record of the same committed study (params.yaml, dvc.lock) and overrides is kept; after the
     last run of each seed, `on_seed(records so far)`. Prints `[k/N]` lines with the time left."""
     raw = yaml.safe_load(Path("params.yaml").read_text())
-    key = digest([ablations.COMMON], ["params.yaml", "dvc.lock"])  # the committed study every run starts from
+    key = study_key()
     records, start, ran = {}, time.time(), 0
     for k, (name, sets, seed) in enumerate(todo, 1):
         path = RUNS / ablations.slug(name) / f"seed{seed}.json"
