@@ -375,3 +375,29 @@ def test_format_shares_are_kept_per_seed():
     assert shares == {"val": {"rft": [90.0, None], "sft": [80.0, None]}, "eval": {"rft": [75.5, None], "sft": [70.0, None]}}
     table = claims.formats_table({"configurations": {"committed": {"format": shares}}})
     assert "| committed | sft | 70.0 / - |" in table and "| committed | rft | 75.5 / - |" in table
+
+
+def test_the_records_are_keyed_by_what_the_runs_read_of_the_study_not_by_its_trained_models(tmp_path, monkeypatch):
+    """A rerun of the study on another CPU kind trains other SFT and RL models from the same
+    inputs: the claims records stay; new code, params, splits or base do not keep them."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    stages = {"data": {"deps": [{"path": "vrlib/data.py", "md5": "a"}], "outs": [{"path": "data", "md5": "d.dir"}]},
+              "base": {"deps": [{"path": "models/tiny-base", "md5": "t.dir"}],
+                       "outs": [{"path": "models/base", "md5": "b.dir"}]},
+              "sft": {"deps": [{"path": "data", "md5": "d.dir"}, {"path": "vrlib/sft.py", "md5": "s"}],
+                      "outs": [{"path": "models/sft", "md5": "m.dir"}]}}
+
+    def key(**changes) -> str:
+        lock = json.loads(json.dumps(stages))
+        for (stage, kind, i), md5 in changes.get("md5", {}).items():
+            lock[stage][kind][i]["md5"] = md5
+        (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": lock}))
+        return claims.study_key()
+
+    first = key()
+    assert key(md5={("sft", "outs", 0): "other SFT model"}) == first  # the study's own training: kept
+    for where in [("sft", "deps", 1), ("data", "outs", 0), ("base", "outs", 0), ("base", "deps", 0)]:
+        assert key(md5={where: "changed"}) != first, where  # code, splits, base: rerun
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    assert key() != first

@@ -14,9 +14,10 @@ splits greedily with the eval stage's driver (`evaluate.run_model`), only the mo
 read. Why not `dvc exp run` per run, as `make ablations` does: each would start five kernels and
 reload the models, rerun the eval stage on every model of the study, and cost 1 to 7 minutes more
 per run (about 150 minutes in all, against the 90 of the budget). A record per configuration and
-seed, `metrics/claims/<configuration>/seed<k>.json`, is written as its run ends, keyed by the
-committed study (params.yaml, dvc.lock): a killed `make claims` resumes after the last finished
-run, and a finished seed updates `metrics/claims.json`.
+seed, `metrics/claims/<configuration>/seed<k>.json`, is written as its run ends, keyed by what
+the runs read of the committed study (`study_key`: params.yaml, the code, the splits and the
+base): a killed `make claims` resumes after the last finished run, and a finished seed updates
+`metrics/claims.json`.
 
 Both splits are measured; a claim is decided on `val` (its verdict) and reported on `eval`, the
 test split, which chooses nothing. A claim that does not hold is written as not holding, with its
@@ -245,6 +246,8 @@ def summarize(runs: dict[str, list[dict]], kim: dict[str, set[str]], seed: int =
     return {"claims": rows, "decided_on": DECIDED_ON, "reported_on": "eval",
             "seeds": sorted({r["seed"] for records in runs.values() for r in records}),
             "seed_keys": list(SEED_KEYS), "confidence": stats.CONFIDENCE, "n_resamples": stats.N_RESAMPLES,
+            "machines": [json.loads(m) for m in sorted({json.dumps(r.get("machine"), sort_keys=True)
+                                                        for records in runs.values() for r in records})],
             "seed": seed, "metric": "headline per task (evaluate.HEADLINE), percent points, mean over the "
                                     "claim's families",
             "method": "runs paired by seed (sft.seed = rft.seed = k); percentile bootstrap resampling the "
@@ -437,6 +440,7 @@ def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
     it took and each model's per-item scores per split)."""
     from vrlib import choose
     from vrlib.evaluate import item_scores
+    from vrlib.logs import machine
 
     start = time.time()
     wanted = as_sets(overrides(sets, seed))
@@ -451,18 +455,30 @@ def run_one(name: str, sets: list[str], seed: int, raw: dict, key: str) -> dict:
     log = {k: float(np.mean([h[k] for h in steps if k in h]))
            for k in (*ablations.LOGGED, "group/frac_zero_std") if any(k in h for h in steps)}
     return {"set": sets, "seed": seed, "key": key, "log": log, "minutes": round((time.time() - start) / 60, 1),
-            "format": shares, "scores": scores}
+            "machine": machine(), "format": shares, "scores": scores}
 
 
-def study_key() -> str:
-    """What a record must have been made on: the committed study every run starts from
-    (params.yaml, dvc.lock) and the overrides common to every run."""
-    return digest([ablations.COMMON], ["params.yaml", "dvc.lock"])
+STUDY_READ = ("data", "models/base")
+"""The committed study's outputs that a run reads: the splits and the base. It trains and decodes
+everything else itself."""
+
+
+def study_key(lock: str | Path = "dvc.lock") -> str:
+    """What a record must have been made on: params.yaml, the overrides common to every run, and
+    what its runs read of the committed study: every stage's code, notebooks and files that no
+    stage writes, and the outputs of STUDY_READ (dvc.lock's hashes). Not the study's own SFT, RL
+    and evaluation outputs: a rerun of the study on another CPU kind, whose float kernels train
+    other models from the same inputs, keeps the records."""
+    stages = yaml.safe_load(Path(lock).read_text())["stages"].values()
+    written = {out["path"] for stage in stages for out in stage.get("outs", [])}
+    read = {(d["path"], d.get("md5")) for stage in stages for d in stage.get("deps", []) if d["path"] not in written}
+    read |= {(o["path"], o.get("md5")) for stage in stages for o in stage.get("outs", []) if o["path"] in STUDY_READ}
+    return digest([ablations.COMMON, sorted(read)], ["params.yaml"])
 
 
 def execute(todo: list[tuple[str, list[str], int]], on_seed=None) -> dict[str, list[dict]]:
     """Each (configuration, overrides, seed) of `todo`, in order: configuration -> records. A
-    record of the same committed study (params.yaml, dvc.lock) and overrides is kept; after the
+    record of the same committed study (`study_key`) and overrides is kept; after the
     last run of each seed, `on_seed(records so far)`. Prints `[k/N]` lines with the time left."""
     raw = yaml.safe_load(Path("params.yaml").read_text())
     key = study_key()
