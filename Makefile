@@ -36,7 +36,7 @@ back: env  # after an experiment: the committed recipe again, every log, plot an
 ablations: env  # after `make study` and a commit: dvc exp run per RL variant -> metrics/ablations.json
 	python -m vrlib.ablations
 
-claims: env  # after `make study` and a commit: each claim from 3 SFT x RL seeds -> metrics/claims.json, its tables (about 99 min on 2 cores from nothing, resumes)
+claims: env  # after `make study` and a commit: each claim from 3 SFT x RL seeds -> metrics/claims.json, its tables (58 min on 2 cores from nothing, measured; resumes)
 	python -m vrlib.claims
 	python -m vrlib.tables
 

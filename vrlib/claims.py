@@ -73,14 +73,14 @@ RUNS = Path("metrics/claims")
 """One record per configuration and seed (`run_one`): what a resumed `make claims` keeps."""
 ROOT = Path("checkpoints/claims")
 """Each run's RL adapter, step history and decodes: `<configuration>/<choose.variant_key>/`."""
-MINUTES = {"committed": 11.8, "grpo": 3.2, "relative": 3.8, "rl from base": 4.7, "grounding": 6.3,
-           "grounding sft": 3.3}
-"""Expected minutes per run on the 2-core machine when no model is there yet (99 min in all): the
-mean over seeds of the latest `make claims` (`configurations.<name>.minutes`; 64 min in all, every
-SFT model read back) plus the SFT training it skipped: 7.3 min for the committed 480 steps (as
-`vrlib.choose` measured them), about 2.2 for a grounding-only SFT (240 steps, the run before). RL
-is 3 to 5 minutes of a run, a model decoded on val + eval about 0.6 (the split decoded family by
-family). An estimate, printed by `--plan` and the progress lines."""
+MINUTES = {"committed": 6.9, "grpo": 1.9, "relative": 2.3, "rl from base": 2.6, "grounding": 3.5,
+           "grounding sft": 2.2}
+"""Expected minutes per run on the 2-core machine when no model is there yet (58 min in all): the
+mean over seeds of the latest `make claims`, run from nothing (`configurations.<name>.minutes`;
+AMD EPYC with torch's AVX-512 kernels; every SFT model trained). The committed configuration
+trains its 480-step SFT model (about 4.5 min), the grounding-only ones 240 steps; an RL run of 40
+steps takes under 2 min, a model decoded on val + eval about 0.5. The 2-core AVX2 machines
+seen here ran the study about 1.4 times slower than AVX-512 ones. An estimate, printed by `--plan` and the progress lines."""
 
 
 @dataclass(frozen=True)
