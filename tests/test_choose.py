@@ -135,3 +135,24 @@ def test_the_committed_row_of_a_seed_is_read_from_make_claims_only_on_the_same_s
     assert choose.from_claims("rft", 0) is None  # no record of that seed
     path.write_text(json.dumps(record | {"key": "another study"}))
     assert choose.from_claims("rft", 1) is None
+
+
+def test_choose_with_seeds_runs_every_variant_at_every_seed_and_writes_its_ranking(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.setattr(choose, "OUT", tmp_path / "choices")
+    ran = []
+
+    def fake_run(stage, raw, sets, label):
+        ran.append(sets)
+        right = [1] * 20 if sets.get("rft.lr") == 0.001 else [1] * 10 + [0] * 10
+        return _record(sets, {"a": right, "b": right})
+
+    monkeypatch.setattr(choose, "run_variant", fake_run)
+    monkeypatch.setattr(choose, "from_claims", lambda stage, seed: None)  # no `make claims` records
+    choose.main(["rft", "rft.lr=0.001", "--seeds", "2"])
+    assert ran == [{"sft.seed": 0, "rft.seed": 0}, {"sft.seed": 1, "rft.seed": 1},
+                   {"rft.lr": 0.001, "sft.seed": 0, "rft.seed": 0}, {"rft.lr": 0.001, "sft.seed": 1, "rft.seed": 1}]
+    result = json.loads((tmp_path / "choices" / "rft-seeds.json").read_text())
+    assert result["chosen"] == "rft.lr=0.001" and [r["seeds"] for r in result["variants"]] == [[0, 1], [0, 1]]
+    assert result["committed"]["rft"]["lr"] == yaml.safe_load((ROOT / "params.yaml").read_text())["rft"]["lr"]

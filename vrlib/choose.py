@@ -286,14 +286,19 @@ def main_seeds(stage: str, raw: dict, todo: list[dict], n: int) -> None:
             else:
                 print(f"choose: committed, seed {k}: read from {record['read from']}", flush=True)
             runs.setdefault(name_of(sets), []).append(record)
-    result = summarize_seeds(stage, runs) | {"committed": {k: raw[k] for k in STAGES[:STAGES.index(stage) + 1]}}
+    report(stage, raw, summarize_seeds(stage, runs), f"{stage}-seeds", lambda row: f"per seed {row['per_seed']}")
+
+
+def report(stage: str, raw: dict, result: dict, name: str, column) -> None:
+    """`result` and the committed sections it was measured on -> metrics/choices/<name>.json; its
+    ranking printed, `column(row)` beside each variant's mean on `val`."""
+    result = result | {"committed": {k: raw[k] for k in STAGES[:STAGES.index(stage) + 1]}}
     OUT.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(OUT / f"{stage}-seeds.json", result)
+    atomic_write_json(OUT / f"{name}.json", result)
     for row in result["variants"]:
         d = row.get("minus committed")
-        print(f"{row['val']:6.1f}  per seed {row['per_seed']}  {row['variant']}"
-              + (f"   - committed: {stats.fmt(d)}" if d else ""))
-    print(f"choose: chosen on val with {n} seeds: {result['chosen']} ({OUT / (stage + '-seeds.json')})")
+        print(f"{row['val']:6.1f}  {column(row)}  {row['variant']}" + (f"   - committed: {stats.fmt(d)}" if d else ""))
+    print(f"choose: chosen on val: {result['chosen']} ({OUT / (name + '.json')})")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -318,14 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         r = json.loads(path.read_text())
         if r["sets"] not in todo and path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"])):
             records.append(r)
-    result = summarize(args.stage, records) | {"committed": {k: raw[k] for k in STAGES[:STAGES.index(args.stage) + 1]}}
-    OUT.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(OUT / f"{args.stage}.json", result)
-    for row in result["variants"]:
-        d = row.get("minus committed")
-        print(f"{row['val']:6.1f}  format {row['format']:5.1f}  {row['variant']}"
-              + (f"   - committed: {stats.fmt(d)}" if d else ""))
-    print(f"choose: chosen on val: {result['chosen']} ({OUT / (args.stage + '.json')})")
+    report(args.stage, raw, summarize(args.stage, records), args.stage, lambda row: f"format {row['format']:5.1f}")
 
 
 if __name__ == "__main__":
