@@ -150,9 +150,22 @@ def test_choose_with_seeds_runs_every_variant_at_every_seed_and_writes_its_ranki
 
     monkeypatch.setattr(choose, "run_variant", fake_run)
     monkeypatch.setattr(choose, "from_claims", lambda stage, seed: None)  # no `make claims` records
+    monkeypatch.setattr(choose, "variant_key", lambda raw, sets, params: choose.digest(sets))  # no splits here
     choose.main(["rft", "rft.lr=0.001", "--seeds", "2"])
     assert ran == [{"sft.seed": 0, "rft.seed": 0}, {"sft.seed": 1, "rft.seed": 1},
                    {"rft.lr": 0.001, "sft.seed": 0, "rft.seed": 0}, {"rft.lr": 0.001, "sft.seed": 1, "rft.seed": 1}]
     result = json.loads((tmp_path / "choices" / "rft-seeds.json").read_text())
     assert result["chosen"] == "rft.lr=0.001" and [r["seeds"] for r in result["variants"]] == [[0, 1], [0, 1]]
     assert result["committed"]["rft"]["lr"] == yaml.safe_load((ROOT / "params.yaml").read_text())["rft"]["lr"]
+
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())  # an earlier grid's seeded runs, on disk
+    for k in range(2):
+        sets = choose.seeded("rft", {"rft.lr": 0.001}, k)
+        record = choose.ROOT / "rft" / choose.variant_key(raw, sets, choose.with_sets(raw, sets)) / "record.json"
+        record.parent.mkdir(parents=True)
+        record.write_text(json.dumps(_record(sets, {"a": [1] * 20, "b": [1] * 20})))
+    ran.clear()
+    choose.main(["rft", "rft.temperature=1.0", "--seeds", "2"])
+    assert [s.get("rft.temperature") for s in ran] == [None, None, 1.0, 1.0]
+    result = json.loads((tmp_path / "choices" / "rft-seeds.json").read_text())
+    assert sorted(r["variant"] for r in result["variants"]) == ["committed", "rft.lr=0.001", "rft.temperature=1.0"]

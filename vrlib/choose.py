@@ -274,19 +274,37 @@ def run_variant(stage: str, raw: dict, sets: dict[str, object], label: str) -> d
 
 
 def main_seeds(stage: str, raw: dict, todo: list[dict], n: int) -> None:
-    """`--seeds n`: every variant of `todo` at seeds 0 .. n-1 -> metrics/choices/<stage>-seeds.json."""
+    """`--seeds n`: every variant of `todo` at seeds 0 .. n-1, and each variant an earlier grid
+    ran at all of them on the same params and base -> metrics/choices/<stage>-seeds.json."""
     runs = {}
     for i, sets in enumerate(todo):
         for k in range(n):
             record = from_claims(stage, k) if not sets else None
             if record is None:
-                record = run_variant(stage, raw, seeded(stage, sets, k), f"variant {i + 1}/{len(todo)}, seed {k}")
-                record = {**record, "sets": sets, "seed": k, "format": round(float(np.mean(
-                    [m["format"] for m in record["metrics"].values()])), 1)}
+                record = unseeded(stage, run_variant(stage, raw, seeded(stage, sets, k),
+                                                     f"variant {i + 1}/{len(todo)}, seed {k}"))
             else:
                 print(f"choose: committed, seed {k}: read from {record['read from']}", flush=True)
             runs.setdefault(name_of(sets), []).append(record)
+    earlier = {}
+    for path in sorted((ROOT / stage).glob("*/record.json")):
+        r = json.loads(path.read_text())
+        seeds = {r["sets"].get(key) for key in SEED_KEYS[stage]}
+        if len(seeds) == 1 and None not in seeds and path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"])):
+            r = unseeded(stage, r)
+            earlier.setdefault(name_of(r["sets"]), {})[r["seed"]] = r
+    for name, by_seed in earlier.items():
+        if name not in runs and all(k in by_seed for k in range(n)):
+            runs[name] = [by_seed[k] for k in range(n)]
     report(stage, raw, summarize_seeds(stage, runs), f"{stage}-seeds", lambda row: f"per seed {row['per_seed']}")
+
+
+def unseeded(stage: str, record: dict) -> dict:
+    """A seeded run's record as `summarize_seeds` reads it: its variant's sets, its seed, its
+    share of well-formed answers."""
+    sets = {k: v for k, v in record["sets"].items() if k not in SEED_KEYS[stage]}
+    return {**record, "sets": sets, "seed": record["sets"][SEED_KEYS[stage][0]],
+            "format": round(float(np.mean([m["format"] for m in record["metrics"].values()])), 1)}
 
 
 def report(stage: str, raw: dict, result: dict, name: str, column) -> None:
