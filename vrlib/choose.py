@@ -229,7 +229,7 @@ def summarize_seeds(stage: str, runs: dict[str, list[dict]], seed: int = 0) -> d
     strata = np.array([t for t, _ in keys])
     arm = lambda records: np.array([[r["items"][t][i] for t, i in keys] for r in records])  # noqa: E731
     over = lambda row: float(np.mean([row[strata == t].mean() for t in np.unique(strata)]))  # noqa: E731
-    rows = []
+    rows, committed = [], arm(ref)
     for name, records in runs.items():
         if [r["seed"] for r in records] != [r["seed"] for r in ref]:
             raise ValueError(f"choose: {name} ran seeds {[r['seed'] for r in records]}, the committed row "
@@ -242,9 +242,8 @@ def summarize_seeds(stage: str, runs: dict[str, list[dict]], seed: int = 0) -> d
         if all("groups_with_signal" in r for r in records):
             row["groups_with_signal"] = [r["groups_with_signal"] for r in records]
         if records is not ref:
-            d = scores - arm(ref)
-            row["minus committed"] = stats.paired_seeds_interval(scores, arm(ref), strata, seed=seed).as_dict()
-            row["minus committed per seed"] = [round(over(x), 2) + 0.0 for x in d]
+            row["minus committed"] = stats.paired_seeds_interval(scores, committed, strata, seed=seed).as_dict()
+            row["minus committed per seed"] = [round(over(x), 2) + 0.0 for x in scores - committed]
         rows.append(row)
     rows.sort(key=lambda row: -row["val"])
     better = [r for r in rows if r.get("minus committed", {}).get("low", 0) > 0]
@@ -287,16 +286,26 @@ def main_seeds(stage: str, raw: dict, todo: list[dict], n: int) -> None:
                 print(f"choose: committed, seed {k}: read from {record['read from']}", flush=True)
             runs.setdefault(name_of(sets), []).append(record)
     earlier = {}
-    for path in sorted((ROOT / stage).glob("*/record.json")):
-        r = json.loads(path.read_text())
+    for r in kept(stage, raw):
         seeds = {r["sets"].get(key) for key in SEED_KEYS[stage]}
-        if len(seeds) == 1 and None not in seeds and path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"])):
+        if len(seeds) == 1 and None not in seeds:  # a run of one seed, every seed key set to it
             r = unseeded(stage, r)
             earlier.setdefault(name_of(r["sets"]), {})[r["seed"]] = r
     for name, by_seed in earlier.items():
         if name not in runs and all(k in by_seed for k in range(n)):
             runs[name] = [by_seed[k] for k in range(n)]
     report(stage, raw, summarize_seeds(stage, runs), f"{stage}-seeds", lambda row: f"per seed {row['per_seed']}")
+
+
+def kept(stage: str, raw: dict) -> list[dict]:
+    """Every variant record of `stage` on disk that was trained on these params and base (its
+    folder is still its `variant_key`): what earlier grids add to a ranking."""
+    out = []
+    for path in sorted((ROOT / stage).glob("*/record.json")):
+        r = json.loads(path.read_text())
+        if path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"])):
+            out.append(r)
+    return out
 
 
 def unseeded(stage: str, record: dict) -> dict:
@@ -337,10 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seeds > 1:
         return main_seeds(args.stage, raw, todo, args.seeds)
     records = [run_variant(args.stage, raw, sets, f"variant {i + 1}/{len(todo)}") for i, sets in enumerate(todo)]
-    for path in sorted((ROOT / args.stage).glob("*/record.json")):  # earlier grids on the same params and base
-        r = json.loads(path.read_text())
-        if r["sets"] not in todo and path.parent.name == variant_key(raw, r["sets"], with_sets(raw, r["sets"])):
-            records.append(r)
+    records += [r for r in kept(args.stage, raw) if r["sets"] not in todo]  # earlier grids on the same params and base
     report(args.stage, raw, summarize(args.stage, records), args.stage, lambda row: f"format {row['format']:5.1f}")
 
 

@@ -80,7 +80,8 @@ mean over seeds of the latest `make claims`, run from nothing (`configurations.<
 AMD EPYC with torch's AVX-512 kernels; every SFT model trained). The committed configuration
 trains its 480-step SFT model (about 4.5 min), the grounding-only ones 240 steps; an RL run of 40
 steps takes under 2 min, a model decoded on val + eval about 0.5. The 2-core AVX2 machines
-seen here ran the study about 1.4 times slower than AVX-512 ones. An estimate, printed by `--plan` and the progress lines."""
+seen here ran the study about 1.4 times slower than AVX-512 ones. An estimate, printed by
+`--plan` and the progress lines."""
 
 
 @dataclass(frozen=True)
