@@ -161,6 +161,13 @@ def test_wrong_kind_is_an_error_and_ints_pass_as_floats():
     assert parse(Params, {"rft": {"beta": 0}}).rft.beta == 0.0
 
 
+def test_sft_sizes_below_one_are_an_error():
+    with pytest.raises(ParamsError, match=r"sft.length_groups=0; each must be at least 1"):
+        parse(Params, {"sft": {"length_groups": 0}})
+    with pytest.raises(ParamsError, match=r"sft.steps=0, sft.batch_size=0"):
+        parse(Params, {"sft": {"steps": 0, "batch_size": 0}})
+
+
 def requirement_names(specs):
     return {s.split(";")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower() for s in specs}
 

@@ -92,6 +92,29 @@ def test_generate_and_logprobs_agree(tiny_dir, world_split):
     assert greedy.completion_ids[0, 0].item() == full.argmax().item()
 
 
+def test_decoding_ignores_the_checkpoints_generation_config(tiny_dir, world_split, monkeypatch):
+    """Qwen2.5-VL-Instruct's generation_config sets repetition_penalty 1.05, which transformers
+    applies to every call that leaves it unset: greedy answers and seeded rollouts must come from
+    the policy alone, whatever the checkpoint's config says."""
+    from vrlib import rollout
+
+    _, samples, clips = world_split
+    processor, model = load_processor(tiny_dir), load_model(tiny_dir)
+
+    def texts():
+        greedy = generate(model, processor, samples[:2], clips[:2], max_new_tokens=12, do_sample=False)
+        drawn = generate(model, processor, samples[:2], clips[:2], num_generations=2, max_new_tokens=12,
+                         seeds=[1, 2, 3, 4])
+        return greedy.texts + drawn.texts
+
+    plain = texts()
+    model.generation_config.repetition_penalty = 100.0
+    model.generation_config.no_repeat_ngram_size = 1
+    assert texts() == plain
+    monkeypatch.setattr(rollout, "PLAIN_DECODING", {})
+    assert texts() != plain  # transformers does apply the checkpoint's config where a call is silent
+
+
 def test_labels_cover_only_the_assistant_target(tiny_dir, world_split):
     _, samples, clips = world_split
     processor = load_processor(tiny_dir)
@@ -268,6 +291,21 @@ def test_cached_encoding_equals_the_processor(tiny_dir, world_split):
     assert direct.keys() == cached.keys()
     for key in direct:
         assert torch.allclose(direct[key].float(), cached[key].float()), key
+
+
+def test_sft_with_a_training_vision_tower_encodes_from_the_pixels(tiny_dir, world_split):
+    """Tokens computed once would leave a training tower without gradient: the cache refuses it,
+    and `train_supervised` encodes every batch from the pixels instead, so the tower learns."""
+    from vrlib.sft import EncodeCache
+
+    _, samples, clips = world_split
+    processor, model = load_processor(tiny_dir), load_model(tiny_dir)  # every weight trains
+    with pytest.raises(ValueError, match="the vision tower trains"):
+        EncodeCache(processor, samples, clips, model)
+    tower = {k: v.detach().clone() for k, v in model.model.visual.named_parameters()}
+    train_supervised(model, processor, samples[:4], clips[:4], [s.solution for s in samples[:4]], steps=1,
+                     batch_size=4, lr=1e-2, grad_clip=1.0, seed=0)
+    assert any(not torch.equal(tower[k], v) for k, v in model.model.visual.named_parameters())
 
 
 def test_visual_tokens_computed_once_give_the_logits_of_the_pixels(tiny_dir, world_split):

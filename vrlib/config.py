@@ -169,6 +169,10 @@ class SFTParams:
                               "are never trained on)")
         if self.loss not in SFT_LOSSES:
             raise ParamsError(f"params.yaml: sft.loss={self.loss!r}; known: {', '.join(SFT_LOSSES)}")
+        small = [f"sft.{k}={getattr(self, k)}" for k in ("steps", "batch_size", "grad_accum", "length_groups")
+                 if getattr(self, k) < 1]
+        if small:
+            raise ParamsError(f"params.yaml: {', '.join(small)}; each must be at least 1")
 
 
 @dataclass

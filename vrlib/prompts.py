@@ -97,17 +97,7 @@ def encode_prompts(processor, samples, clips, max_pixels: int | None = None):
     if len(distinct) == len(rows):
         return batch
     out = {k: v[rows] for k, v in batch.items() if k not in VISUAL_KEYS}  # input_ids, attention_mask, ...
-    for pixels, grid, kind in (("pixel_values", "image_grid_thw", True), ("pixel_values_videos", "video_grid_thw", False)):
-        if grid not in batch:
-            continue
-        of_kind = [u for u, s in enumerate(samples) if (s.data_type == "image") == kind]  # distinct pairs, in order
-        per = dict(zip(of_kind, batch[pixels].split(batch[grid].prod(-1).tolist())))  # pair -> its patches
-        place = {u: j for j, u in enumerate(of_kind)}
-        mine = [u for u in rows if u in place]  # the rows of this kind, in row order
-        out[pixels], out[grid] = torch.cat([per[u] for u in mine]), batch[grid][[place[u] for u in mine]]
-        if not kind and "second_per_grid_ts" in batch:
-            out["second_per_grid_ts"] = batch["second_per_grid_ts"][[place[u] for u in mine]]
-    return BatchFeature(out)
+    return BatchFeature(out | take_visual(batch, [s.data_type == "image" for s in samples], rows))
 
 
 def encode_examples(processor, samples, clips, targets: list[str]):
@@ -137,3 +127,32 @@ VISUAL_KEYS = ("pixel_values", "image_grid_thw",
 def visual_inputs(batch) -> dict:
     """The image and video tensors of a batch, for every forward that must see them."""
     return {k: batch[k] for k in VISUAL_KEYS if k in batch}
+
+
+def take_visual(visual, images, rows) -> dict:
+    """The image and video tensors of a batch's `rows`, in that order (a row may repeat).
+
+    Each row of the batch holds one image or one video (`images[r]` says which):
+    `image_grid_thw` has a line per image row, `video_grid_thw` and `second_per_grid_ts` one per
+    video row, in row order, and `pixel_values` / `pixel_values_videos` their patches, row after
+    row of the kind."""
+    out = {}
+    for pixels, grid, kind in (("pixel_values", "image_grid_thw", True),
+                               ("pixel_values_videos", "video_grid_thw", False)):
+        line = {r: j for j, r in enumerate(r for r, image in enumerate(images) if bool(image) == kind)}
+        lines = [line[r] for r in rows if r in line]  # the rows of this kind, in `rows`' order
+        if not lines or grid not in visual:
+            continue
+        patches = visual[pixels].split(visual[grid].prod(-1).tolist())  # per row of the kind
+        out[pixels], out[grid] = torch.cat([patches[j] for j in lines]), visual[grid][lines]
+        if not kind and "second_per_grid_ts" in visual:
+            out["second_per_grid_ts"] = visual["second_per_grid_ts"][lines]
+    return out
+
+
+def token_types(processor, ids: torch.Tensor) -> torch.Tensor:
+    """transformers' `mm_token_type_ids` of `ids`: 1 on image tokens, 2 on video tokens, else 0
+    (without them a forward cannot build Qwen2.5-VL's 3D positions)."""
+    tok = processor.tokenizer
+    return ((ids == tok.convert_tokens_to_ids(processor.image_token)).long()
+            + 2 * (ids == tok.convert_tokens_to_ids(processor.video_token)).long())

@@ -22,7 +22,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from vrlib.logs import progress
-from vrlib.prompts import encode_prompts, visual_inputs
+from vrlib.prompts import encode_prompts, take_visual, token_types, visual_inputs
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
                  "<|im_start|>")
@@ -58,16 +58,7 @@ class Rollouts:
         keep = int(self.completion_mask[a:b].sum(1).max())
         end = self.input_ids.shape[1] - (self.completion_mask.shape[1] - keep)
         start = int(self.attention_mask[a:b].any(0).int().argmax())  # left padding: the first real column
-        visual = {}
-        for pixels, grid, of_kind in (("pixel_values", "image_grid_thw", self.images),
-                                      ("pixel_values_videos", "video_grid_thw", ~self.images)):
-            first, n = int(of_kind[:a].sum()), int(of_kind[a:b].sum())  # this kind's rows before, within
-            if n:
-                patches = self.visual[grid].prod(-1).cumsum(0).tolist()  # patch ends, row by row of the kind
-                visual[grid] = self.visual[grid][first:first + n]                       # (n, 3)
-                visual[pixels] = self.visual[pixels][patches[first - 1] if first else 0:patches[first + n - 1]]
-                if grid == "video_grid_thw" and "second_per_grid_ts" in self.visual:
-                    visual["second_per_grid_ts"] = self.visual["second_per_grid_ts"][first:first + n]
+        visual = take_visual(self.visual, self.images.tolist(), range(a, b))
         return Rollouts(self.input_ids[a:b, start:end], self.attention_mask[a:b, start:end],
                         self.completion_mask[a:b, :keep], visual, self.texts[a:b], self.truncated[a:b],
                         self.images[a:b], self.token_types[a:b, start:end])
@@ -100,6 +91,13 @@ class RowSampler(LogitsProcessor):
         return torch.full_like(scores, -math.inf).scatter_(1, drawn[:, None], 0.0)  # (N, V)
 
 
+PLAIN_DECODING = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1)
+"""What `generate` passes over the checkpoint's generation_config, which transformers applies
+to every key a call leaves unset: Qwen2.5-VL-Instruct's sets repetition_penalty 1.05, which
+would reshape greedy decoding and make a rollout's tokens come from another distribution than
+the policy whose log-probs the loss takes (the tiny base's sets none)."""
+
+
 @torch.no_grad()
 def generate(model, processor, samples: list, clips: list, *, num_generations: int = 1,
              max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
@@ -119,7 +117,7 @@ def generate(model, processor, samples: list, clips: list, *, num_generations: i
     was_training = model.training
     model.eval()
     out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id,
+                         eos_token_id=tok.eos_token_id, **PLAIN_DECODING,
                          # a vision token inside a completion would break the log-prob forward
                          suppress_tokens=tok.convert_tokens_to_ids(list(VISION_TOKENS)),
                          **sampling)  # (N, P + C)
@@ -136,8 +134,7 @@ def generate(model, processor, samples: list, clips: list, *, num_generations: i
     return Rollouts(input_ids=out, attention_mask=attention_mask, completion_mask=completion_mask,
                     visual=visual_inputs(batch), texts=texts, truncated=~is_eos.any(1),
                     images=torch.tensor([s.data_type == "image" for s in rep_samples]),
-                    token_types=(out == tok.convert_tokens_to_ids(processor.image_token)).long()
-                    + 2 * (out == tok.convert_tokens_to_ids(processor.video_token)).long())
+                    token_types=token_types(processor, out))
 
 
 def token_logprobs(model, rollouts: Rollouts, temperature: float = 1.0) -> torch.Tensor:

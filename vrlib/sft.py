@@ -19,22 +19,34 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from vrlib.prompts import messages, target_labels, video_kwargs
+from vrlib.prompts import messages, target_labels, token_types, video_kwargs
 from vrlib.schema import SFT_LOSSES
+
+
+def vlm(model):
+    """The Qwen2_5_VLModel under peft's wrappers: the vision tower (`.visual`) and the language model."""
+    return (model.get_base_model() if hasattr(model, "get_base_model") else model).model
+
+
+def tower_frozen(model) -> bool:
+    return not any(p.requires_grad for p in vlm(model).visual.parameters())
 
 
 class EncodeCache:
     """Per-item image or video tensors and chat prompts for one (samples, clips) list pair.
 
-    With `model` (its vision tower frozen, as `model.add_lora` leaves it), each clip's visual
-    tokens are computed once, by that tower, and kept instead of its pixels: a batch hands them
-    to the model as `mm_encoder_outputs` (transformers' precomputed encoder outputs), so the
-    tower does not encode the same clip again every epoch (a tenth of an SFT step on 2 cores)."""
+    With `model` (its vision tower frozen, as `model.add_lora` leaves it; a training tower is
+    refused), each clip's visual tokens are computed once, by that tower, and kept instead of its
+    pixels: a batch hands them to the model as `mm_encoder_outputs` (transformers' precomputed
+    encoder outputs), so the tower does not encode the same clip again every epoch (a tenth of
+    an SFT step on 2 cores)."""
 
     def __init__(self, processor, samples: list, clips: list, model=None):
         self.processor, self.samples, self.clips = processor, samples, clips
-        self.encoder = None if model is None else (  # the Qwen2_5_VLModel under peft's wrappers
-            model.get_base_model() if hasattr(model, "get_base_model") else model).model
+        self.encoder = None if model is None else vlm(model)
+        if self.encoder is not None and not tower_frozen(model):
+            raise ValueError("EncodeCache: the vision tower trains, so its tokens cannot be computed once; "
+                             "pass model=None to encode every batch from the pixels")
         self.visual: dict[int, dict] = {}  # id(clip) -> tensors; a clip shared by items is done once
         self.prompt: dict[int, str] = {}
         self.lengths: dict[int, int] = {}
@@ -95,8 +107,7 @@ def encode_cached(cache: EncodeCache, idx, targets: list[str]) -> dict:
     texts = [prompt + t + eos for (prompt, _), t in zip(items, targets)]
     batch = dict(tok(texts, padding=True, return_tensors="pt"))
     ids = batch["input_ids"]  # (B, L)
-    batch["mm_token_type_ids"] = ((ids == tok.convert_tokens_to_ids(p.image_token)).long()
-                                  + 2 * (ids == tok.convert_tokens_to_ids(p.video_token)).long())
+    batch["mm_token_type_ids"] = token_types(p, ids)
     images = [v for _, v in items if "image_grid_thw" in v]
     videos = [v for _, v in items if "video_grid_thw" in v]
     encoded = {}  # modality -> the visual tokens computed before (EncodeCache with a model)
@@ -134,7 +145,7 @@ def train_supervised(model, processor, samples: list, clips: list, targets: list
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     schedule = get_cosine_schedule_with_warmup(optimizer, max(1, int(steps * warmup_frac)), steps)
-    cache = EncodeCache(processor, samples, clips, model)
+    cache = EncodeCache(processor, samples, clips, model if tower_frozen(model) else None)  # else from the pixels
     model.train()
     losses = []
     for step in range(steps):
