@@ -97,6 +97,27 @@ def test_a_new_second_phase_starts_from_the_first_phases_checkpoints(tmp_path, c
     assert again["sha256"] != card["sha256"]  # the new second phase trained: other weights
 
 
+def test_a_trial_recipe_writes_under_its_own_folder(tmp_path, monkeypatch):
+    """`python -m vrlib.pretrain --trial DIR pretrain.key=value`: another recipe's base, checkpoints
+    and step logs under DIR, never the committed base's folder; overrides only with --trial."""
+    import yaml
+
+    cfg, _ = tiny_recipe()
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["pretrain"] = dataclasses.asdict(cfg) | {"out_dir": "committed-base"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="need --trial"):
+        pretrain.main(["pretrain.lr=0.002"])
+    with pytest.raises(SystemExit, match="only pretrain"):
+        pretrain.main(["--trial", "t", "sft.lr=0.1"])
+    pretrain.main(["--trial", "t", "pretrain.lr=0.002"])
+    card = pretrain.read_card(tmp_path / "t" / "base")
+    assert card["recipe"]["pretrain"]["lr"] == 0.002
+    assert (tmp_path / "t" / "dvclive").is_dir() and any((tmp_path / "checkpoints/pretrain/frames").iterdir())
+    assert not (tmp_path / "committed-base").exists() and not (tmp_path / "dvclive").exists()
+
+
 def test_the_committed_base_matches_its_card():
     """The weights git tracks are the ones pretrained: their sha256 is the card's."""
     card = pretrain.read_card(BASE)  # raises if a weight file differs from the card's hash

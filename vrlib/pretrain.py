@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from vrlib import tasks, video, world
 from vrlib.data import atomic_write_json, digest, load_media, split_seed, world_record
@@ -368,12 +369,13 @@ def shape_of(cfg) -> "TinyShape":
 
 
 def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: str | Path | None = "dvclive/pretrain",
-        stop_after: int | None = None) -> dict:
+        stop_after: int | None = None, frames: str | Path | None = None) -> dict:
     """`make pretrain`: the tiny base from nothing to `cfg.out_dir` (weights, processor, card.json).
 
     `cfg` is params.yaml's `pretrain` section, `dcfg` its `data` section (the world's size and the
     study's frame sampling, so the base sees what the study feeds it). `stop_after` ends after that
-    many perception steps, without writing the base (the tests' "first steps")."""
+    many perception steps, without writing the base (the tests' "first steps"). The decoded frames
+    are cached in `frames` (default `<state_dir>/frames`)."""
     from vrlib.model import build_tiny, save_checkpoint
 
     t0 = time.time()
@@ -382,7 +384,7 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
     sampling = dict(fps=dcfg.fps, min_frames=dcfg.min_frames, max_frames=dcfg.max_frames)
     recipe, key, perception_key = recipe_keys(cfg, spec, sampling)
     state_dir = Path(state_dir) if state_dir is not None else None
-    cache = state_dir / "frames" if state_dir is not None else None
+    cache = Path(frames) if frames is not None else state_dir / "frames" if state_dir is not None else None
     vids = world_videos(cfg.data_seed, STREAMS[0], cfg.n_videos, spec, cache=cache, name="train videos", **sampling)
     val = world_videos(cfg.data_seed, STREAMS[3], cfg.n_probe_val, spec, cache=cache, **sampling)
     task_samples, task_clips = task_items(cfg.data_seed, cfg.n_tasks, spec, **sampling)
@@ -530,10 +532,27 @@ def main(argv: list[str] | None = None) -> None:
     quiet()
     ap = argparse.ArgumentParser(description="pretrain the embedded tiny base (params.yaml `pretrain`), resumable")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--trial", metavar="DIR", help="a trial of another recipe: its base, checkpoints and step "
+                    "logs under DIR (models/tiny-base and dvclive/pretrain untouched), the decoded frames shared")
+    ap.add_argument("sets", nargs="*", metavar="pretrain.key=value", help="overrides of params.yaml (with --trial)")
     args = ap.parse_args(argv)
+    if args.sets and not args.trial:
+        raise SystemExit("pretrain: overrides need --trial DIR: the committed base is params.yaml's recipe")
     params = config.load(args.params)
+    if args.sets:
+        from vrlib.choose import axes, with_sets
+
+        sets = dict((k, v[0]) for k, v in axes(args.sets))
+        if any(not k.startswith("pretrain.") for k in sets):
+            raise SystemExit(f"pretrain: only pretrain.* keys can be set, got {', '.join(sets)}")
+        params = with_sets(yaml.safe_load(Path(args.params).read_text()), sets)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    card = run(params.pretrain, params.data)
+    if args.trial:
+        trial = Path(args.trial)
+        card = run(replace(params.pretrain, out_dir=str(trial / "base")), params.data, state_dir=trial / "checkpoints",
+                   live_dir=trial / "dvclive", frames="checkpoints/pretrain/frames")
+    else:
+        card = run(params.pretrain, params.data)
     print(json.dumps({k: card[k] for k in ("params", "probes", "probes_shuffled", "probes_swapped")}), flush=True)
 
 
