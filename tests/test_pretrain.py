@@ -109,8 +109,10 @@ def test_a_trial_recipe_writes_under_its_own_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="need --trial"):
         pretrain.main(["pretrain.lr=0.002"])
-    with pytest.raises(SystemExit, match="only pretrain"):
+    with pytest.raises(SystemExit, match="only pretrain keys"):
         pretrain.main(["--trial", "t", "sft.lr=0.1"])
+    with pytest.raises(config.ParamsError, match=r"pretrain.lrr; known keys .*\blr\b"):
+        pretrain.main(["--trial", "t", "pretrain.lrr=0.1"])
     pretrain.main(["--trial", "t", "pretrain.lr=0.002"])
     card = pretrain.read_card(tmp_path / "t" / "base")
     assert card["recipe"]["pretrain"]["lr"] == 0.002

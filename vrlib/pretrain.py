@@ -539,18 +539,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.sets and not args.trial:
         raise SystemExit("pretrain: overrides need --trial DIR: the committed base is params.yaml's recipe")
     params = config.load(args.params)
-    if args.sets:
-        from vrlib.choose import axes, with_sets
-
-        sets = dict((k, v[0]) for k, v in axes(args.sets))
-        if any(not k.startswith("pretrain.") for k in sets):
-            raise SystemExit(f"pretrain: only pretrain.* keys can be set, got {', '.join(sets)}")
-        params = with_sets(yaml.safe_load(Path(args.params).read_text()), sets)
+    sets = {}
+    for spec in args.sets:  # as `dvc exp run -S`: each value read as YAML
+        key, sep, value = spec.partition("=")
+        if not sep or not key.startswith("pretrain."):
+            raise SystemExit(f"pretrain: {spec!r} is not pretrain.key=value (only pretrain keys can be set)")
+        sets[key.removeprefix("pretrain.")] = yaml.safe_load(value)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     if args.trial:
         trial = Path(args.trial)
-        card = run(replace(params.pretrain, out_dir=str(trial / "base")), params.data, state_dir=trial / "checkpoints",
-                   live_dir=trial / "dvclive", frames="checkpoints/pretrain/frames")
+        cfg = config.parse(config.PretrainParams, asdict(params.pretrain) | sets | {"out_dir": str(trial / "base")},
+                           "pretrain")
+        card = run(cfg, params.data, state_dir=trial / "checkpoints", live_dir=trial / "dvclive",
+                   frames="checkpoints/pretrain/frames")
     else:
         card = run(params.pretrain, params.data)
     print(json.dumps({k: card[k] for k in ("params", "probes", "probes_shuffled", "probes_swapped")}), flush=True)
