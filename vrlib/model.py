@@ -266,6 +266,11 @@ LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_p
 """LoRA on the language model's linears; the vision tower stays frozen (EasyR1 does the same)."""
 
 
+def unwrapped(model):
+    """The transformers model under peft's wrappers (the model itself when it has none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def freeze_vision(model) -> None:
     """Stop training Qwen2.5-VL's vision tower (`model.model.visual`), e.g. to keep what
     perception pretraining taught while the language model learns new text."""

@@ -9,6 +9,7 @@ right (Video-R1's training forgot the fps; docs/design.md, "Video in").
 """
 from __future__ import annotations
 
+import itertools
 import re
 
 import torch
@@ -143,8 +144,13 @@ def take_visual(visual, images, rows) -> dict:
         lines = [line[r] for r in rows if r in line]  # the rows of this kind, in `rows`' order
         if not lines or grid not in visual:
             continue
-        patches = visual[pixels].split(visual[grid].prod(-1).tolist())  # per row of the kind
-        out[pixels], out[grid] = torch.cat([patches[j] for j in lines]), visual[grid][lines]
+        ends = list(itertools.accumulate(visual[grid].prod(-1).tolist()))  # patch ends, row by row of the kind
+        starts = [0, *ends[:-1]]
+        if lines == list(range(lines[0], lines[-1] + 1)):  # a run of rows (`Rollouts.rows`): a view, no copy
+            out[pixels] = visual[pixels][starts[lines[0]]:ends[lines[-1]]]
+        else:
+            out[pixels] = torch.cat([visual[pixels][starts[j]:ends[j]] for j in lines])
+        out[grid] = visual[grid][lines]
         if not kind and "second_per_grid_ts" in visual:
             out["second_per_grid_ts"] = visual["second_per_grid_ts"][lines]
     return out

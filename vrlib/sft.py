@@ -19,13 +19,14 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from vrlib.model import unwrapped
 from vrlib.prompts import messages, target_labels, token_types, video_kwargs
 from vrlib.schema import SFT_LOSSES
 
 
 def vlm(model):
     """The Qwen2_5_VLModel under peft's wrappers: the vision tower (`.visual`) and the language model."""
-    return (model.get_base_model() if hasattr(model, "get_base_model") else model).model
+    return unwrapped(model).model
 
 
 def tower_frozen(model) -> bool:

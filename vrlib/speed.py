@@ -210,7 +210,9 @@ def decode_weight_bytes(model) -> tuple[int, int]:
     """(bytes of weights one decode step reads, parameters held in 4 bits): the language model's
     layers (4-bit packed + quantization constants, or as stored), final norm and output head.
     Not the vision tower (it runs in the prefill only) nor the input embedding (a row lookup)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    from vrlib.model import unwrapped
+
+    base = unwrapped(model)
     lm = base.model.language_model
     tensors = {id(p): p for m in (lm.layers, lm.norm) for p in m.parameters()}
     tensors[id(base.lm_head.weight)] = base.lm_head.weight  # tied (3B) or not, it is read whole
