@@ -87,12 +87,12 @@ def test_a_new_second_phase_starts_from_the_first_phases_checkpoints(tmp_path, c
     assert pretrain.recipe_keys(dataclasses.replace(cfg, lr=3e-4), spec, sampling)[2] != first
     cfg = dataclasses.replace(cfg, out_dir=str(tmp_path / "base"))
     card = pretrain.run(cfg, dcfg, state_dir=tmp_path / "state", live_dir=tmp_path / "live")
-    assert card["resumed_from"] == {"perception": 0, "tasks": 0}
-    assert card["steps"] == {"perception": cfg.steps, "tasks": cfg.tasks_steps}
+    assert card["resumed_from"] == {"vision": 0, "perception": 0, "tasks": 0}
+    assert card["steps"] == {"vision": 0, "perception": cfg.steps, "tasks": cfg.tasks_steps}
     assert pretrain.read_card(tmp_path / "base")["sha256"] == card["sha256"]
     first_phase = sorted(p.name for p in (tmp_path / "state").glob(f"{first}-perception-step*.pt"))
     again = pretrain.run(dataclasses.replace(cfg, tasks_lr=3e-4), dcfg, state_dir=tmp_path / "state", live_dir=None)
-    assert again["resumed_from"] == {"perception": cfg.steps, "tasks": 0}
+    assert again["resumed_from"] == {"vision": 0, "perception": cfg.steps, "tasks": 0}
     assert sorted(p.name for p in (tmp_path / "state").glob(f"{first}-perception-step*.pt")) == first_phase
     assert again["sha256"] != card["sha256"]  # the new second phase trained: other weights
 
@@ -135,9 +135,7 @@ def test_the_card_records_the_recipe_in_params_yaml():
     """`make pretrain` with params.yaml as committed rebuilds this base: the card's recipe is it."""
     card = json.loads((BASE / pretrain.CARD).read_text())
     params = config.load(ROOT / "params.yaml")
-    want = dataclasses.asdict(params.pretrain) | {"out_dir": None, "probe_every": None, "checkpoint_every": None,
-                                                  "tasks_probe_every": None}
-    assert card["recipe"]["pretrain"] == want
+    assert card["recipe"]["pretrain"] == pretrain.recipe_params(params.pretrain)
 
 
 @pytest.mark.slow

@@ -370,6 +370,10 @@ class PretrainParams:
     """vision blocks, all with full attention."""
     vision_init_std: float = 0.1
     """std of the vision tower's random Linear/Conv weights (HF's 0.02 left it blind)."""
+    vision_steps: int = 0
+    """phase 0, before the first: the vision tower alone, with a linear head naming the shape and
+    colour under each object's centre token (a real VLM starts from a pretrained encoder); 0 skips
+    it. Through captions alone the tower encodes shape slowly (docs/results.md)."""
     steps: int = 3600
     """first phase: all weights, videos and frames of the world, cosine decay to 0."""
     batch_size: int = 16

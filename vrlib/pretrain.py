@@ -6,7 +6,9 @@ processor), teaches it to see the synthetic world, and writes a checkpoint direc
 `card.json` (recipe, seeds, steps, wall time, probe scores, the weights' sha256) that git tracks
 and `base.pretrained_dir` names. The study loads it as it loads a real checkpoint.
 
-Two phases, as a real VLM's stages, all weights training in both: (1) perception, on MP4
+Two phases, as a real VLM's stages, all weights training in both, after an optional phase 0
+(`vision_steps`: the vision tower alone, naming the shape and colour under each object, the
+stand-in for the separately pretrained encoder a real VLM starts from): (1) perception, on MP4
 videos of the world (an inventory of every shape with its times) mixed with single frames
 (the shapes in the frame: shape is a small part of the video's text, the frames make it dense
 and cost an eighth of a video), cosine decay to 0; (2) at a low rate, perception again with a
@@ -351,6 +353,85 @@ def train_phase(model, batch_of, *, steps: int, groups: list[dict], grad_clip: f
     return log
 
 
+# ----------------------------------------------------------------------------- phase 0: the encoder
+COLOURS = tuple(world.COLOURS)
+
+
+def object_tokens(scene: world.Scene, timestamps, grid_thw) -> list[tuple[int, int, int]]:
+    """(merged token, shape, colour) for each object at each temporal patch whose frames both show
+    it: the token whose 2x2 block of patches holds the object's centre, midway between the two
+    frames. Qwen2.5-VL's merger emits one token per (temporal patch, row, column) of 2x2 patches, in
+    that order; the last frame repeats when the count is odd, as the processor pads it."""
+    t, h, w = (int(v) for v in grid_thw)
+    rows, cols = h // 2, w // 2
+    out = []
+    for a in scene.actors:
+        for k in range(t):
+            t0, t1 = float(timestamps[2 * k]), float(timestamps[min(2 * k + 1, len(timestamps) - 1)])
+            if not (a.start <= t0 < a.end and a.start <= t1 < a.end):
+                continue
+            cx, cy = world.position(a, (t0 + t1) / 2)
+            r, c = min(int(cy * rows / scene.height), rows - 1), min(int(cx * cols / scene.width), cols - 1)
+            out.append((k * rows * cols + r * cols + c, world.SHAPES.index(a.shape), COLOURS.index(a.colour)))
+    return out
+
+
+class VisionWarmup(torch.nn.Module):
+    """Phase 0: the vision tower (patch embedding, blocks, merger) with a linear head on its merged
+    tokens, trained to name the shape and colour under each object's centre token. Real VLMs start
+    from an encoder pretrained apart (Qwen2.5-VL's ViT, LLaVA's CLIP): through the inventory's
+    captions alone the tiny tower encodes shape slowly (a linear probe reads shape from the committed
+    base's object tokens 65% of the time, colour 96%), and the base's errors are shapes. The head is
+    dropped afterwards; the tower goes on training in both phases."""
+
+    def __init__(self, visual):
+        super().__init__()
+        width = visual.merger.mlp[-1].out_features
+        self.visual = visual
+        self.norm = torch.nn.RMSNorm(width)
+        self.head = torch.nn.Linear(width, len(world.SHAPES) + len(COLOURS))
+
+    def forward(self, pixel_values_videos, video_grid_thw, token, shape, colour):
+        from types import SimpleNamespace
+
+        z = self.logits(pixel_values_videos, video_grid_thw, token)
+        n = len(world.SHAPES)
+        loss = (torch.nn.functional.cross_entropy(z[:, :n], shape)
+                + torch.nn.functional.cross_entropy(z[:, n:], colour))
+        return SimpleNamespace(loss=loss)
+
+    def logits(self, pixel_values_videos, video_grid_thw, token):
+        merged = self.visual(pixel_values_videos, grid_thw=video_grid_thw).pooler_output  # (tokens, width)
+        return self.head(self.norm(merged[token]))  # (objects, shapes + colours)
+
+
+def vision_batch(processor, vids: Videos, idx) -> dict:
+    """The videos `idx` as the processor makes them, with each object's token (into the batch's
+    merged tokens), shape and colour (`object_tokens`)."""
+    out = processor.video_processor(videos=[np.asarray(vids.frames[i]) for i in idx], do_sample_frames=False,
+                                    return_tensors="pt")
+    grid = out["video_grid_thw"]
+    offsets = np.concatenate([[0], np.cumsum((grid.prod(-1) // 4).numpy())])
+    rows = [(int(offsets[b]) + k, s, c) for b, i in enumerate(idx)
+            for k, s, c in object_tokens(vids.scenes[i], vids.timestamps, grid[b])]
+    token, shape, colour = (torch.tensor(x) for x in zip(*rows))
+    return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": grid,
+            "token": token, "shape": shape, "colour": colour}
+
+
+def vision_accuracy(warm: VisionWarmup, processor, vids: Videos, batch_size: int = 32) -> dict:
+    """Share of objects whose shape, and whose colour, the phase-0 head names right on `vids`."""
+    n, right = 0, np.zeros(2)
+    with torch.no_grad():
+        for i in range(0, len(vids.scenes), batch_size):
+            b = vision_batch(processor, vids, range(i, min(i + batch_size, len(vids.scenes))))
+            z = warm.logits(b["pixel_values_videos"], b["video_grid_thw"], b["token"])
+            k = len(world.SHAPES)
+            right += [(z[:, :k].argmax(1) == b["shape"]).sum().item(), (z[:, k:].argmax(1) == b["colour"]).sum().item()]
+            n += len(b["token"])
+    return {"shape_acc": round(right[0] / n, 4), "colour_acc": round(right[1] / n, 4), "n_objects": n}
+
+
 def sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -409,21 +490,40 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
         return encode_examples(processor, *perception_examples(
             vids, draw(step, cfg.seed, len(vids.scenes), cfg.batch_size, cfg.image_frac)))
 
-    show = progress("pretrain: perception", cfg.steps, lines=max(10, cfg.steps // 100))
-    steps = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
-    on_probe = probe_val(cfg.probe_every, cfg.steps)
-
-    def on_first(step: int, row: dict) -> None:
+    def on_first(step: int, row: dict) -> None:  # the first phase that runs: the card's first steps
         if step + 1 == FIRST_STEPS:
             row["first_steps_sha256"] = state_hash(model)
 
-    resumed = {"perception": _resumed(state_dir, f"{perception_key}-perception", steps),
+    resumed = {"vision": _resumed(state_dir, f"{perception_key}-vision", cfg.vision_steps),
+               "perception": _resumed(state_dir, f"{perception_key}-perception", cfg.steps),
                "tasks": _resumed(state_dir, f"{key}-tasks", cfg.tasks_steps)}
+    log0, vision_probe = [], None
+    if cfg.vision_steps:
+        warm = VisionWarmup(model.model.visual)
+        show0 = progress("pretrain: vision", cfg.vision_steps, lines=10)
+        steps0 = cfg.vision_steps if stop_after is None else min(stop_after, cfg.vision_steps)
+        log0 = train_phase(warm, lambda step: vision_batch(processor, vids, np.random.default_rng(
+                               [cfg.seed, 2, step]).choice(len(vids.scenes), size=cfg.batch_size, replace=False)),
+                           steps=steps0, total=cfg.vision_steps, groups=[{"params": list(warm.parameters()),
+                                                                          "lr": cfg.vision_lr}],
+                           grad_clip=cfg.grad_clip, warmup=cfg.warmup, state_dir=state_dir,
+                           key=f"{perception_key}-vision", checkpoint_every=cfg.checkpoint_every,
+                           on_step=lambda s, r: (on_first(s, r), show0(s, r)))
+        if stop_after is not None:
+            shutil.rmtree(tmp)
+            return {"model": model, "log": log0}
+        vision_probe = vision_accuracy(warm, processor, val)
+        print(f"pretrain: vision phase, val objects: shape {vision_probe['shape_acc']:.2f}  "
+              f"colour {vision_probe['colour_acc']:.2f}", flush=True)
+        log0 = [{k.replace("train/", "vision/"): v for k, v in row.items()} for row in log0]
+    show = progress("pretrain: perception", cfg.steps, lines=max(10, cfg.steps // 100))
+    steps = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
+    on_probe = probe_val(cfg.probe_every, cfg.steps)
     log1 = train_phase(model, perception, steps=steps, total=cfg.steps,
                        groups=param_groups(model, cfg.lr, cfg.vision_lr), grad_clip=cfg.grad_clip,
                        warmup=cfg.warmup, state_dir=state_dir, key=f"{perception_key}-perception",
                        checkpoint_every=cfg.checkpoint_every,
-                       on_step=lambda s, r: (on_first(s, r), show(s, r), stop_after is None and on_probe(s, r)))
+                       on_step=lambda s, r: (log0 or on_first(s, r), show(s, r), stop_after is None and on_probe(s, r)))
     if stop_after is not None:
         shutil.rmtree(tmp)
         return {"model": model, "log": log1}
@@ -448,11 +548,13 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
     probes = probe(model, processor, held, batch_size=cfg.probe_batch, name="pretrain: probes")
     save_checkpoint(model, processor, tmp)
     weights = tmp / "model.safetensors"
+    first = next(row for row in log0 + log1 if "first_steps_sha256" in row)
     card = {"params": n_params, "recipe": recipe, "recipe_key": key, "perception_key": perception_key,
-            "steps": {"perception": cfg.steps, "tasks": cfg.tasks_steps},
+            "steps": {"vision": cfg.vision_steps, "perception": cfg.steps, "tasks": cfg.tasks_steps},
+            **({"vision_probe": vision_probe} if vision_probe else {}),
             "wall_time_s": round(time.time() - t0), "resumed_from": resumed, **machine(), **probes,
             "sha256": {"model.safetensors": sha256(weights)},
-            "first_steps": {"steps": FIRST_STEPS, "sha256": log1[FIRST_STEPS - 1]["first_steps_sha256"]}}
+            "first_steps": {"steps": FIRST_STEPS, "sha256": first["first_steps_sha256"]}}
     atomic_write_json(tmp / "card.json", card)
     out = Path(cfg.out_dir)
     if out.exists():
@@ -460,7 +562,7 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
     if live_dir:
-        write_logs(live_dir, log1 + log2)
+        write_logs(live_dir, log0 + log1 + log2)
     print(f"pretrain: wrote {out} ({weights_mb(out):.1f} MB) in {(time.time() - t0) / 60:.1f} min", flush=True)
     return card
 
@@ -469,11 +571,19 @@ def recipe_keys(cfg, spec, sampling: dict) -> tuple[dict, str, str]:
     """(recipe, key, perception key): the recipe is what the weights depend on; its key names the
     second phase's checkpoints (another recipe never resumes them), the perception key the first
     phase's, from the recipe without the second phase's keys (a new second phase starts from them)."""
-    recipe = {"pretrain": asdict(cfg) | {"out_dir": None, "probe_every": None, "checkpoint_every": None,
-                                         "tasks_probe_every": None},
-              "world": asdict(spec), "sampling": sampling, "version": 2}
+    recipe = {"pretrain": recipe_params(cfg), "world": asdict(spec), "sampling": sampling, "version": 2}
     first = {k: v for k, v in recipe["pretrain"].items() if k not in TASKS_PHASE}
     return recipe, digest(recipe), digest(recipe | {"pretrain": first})
+
+
+def recipe_params(cfg) -> dict:
+    """The `pretrain` keys the weights depend on (the card's recipe): not where they go, nor how
+    often they are probed or checkpointed; `vision_steps` only when phase 0 runs, so the recipes
+    from before it keep their keys."""
+    out = asdict(cfg) | {"out_dir": None, "probe_every": None, "checkpoint_every": None, "tasks_probe_every": None}
+    if not cfg.vision_steps:
+        del out["vision_steps"]
+    return out
 
 
 def _resumed(state_dir: Path | None, key: str, steps: int) -> int:
@@ -518,7 +628,7 @@ def write_logs(live_dir: str | Path, log: list[dict]) -> None:
     with Live(str(live_dir), save_dvc_exp=False, dvcyaml=None) as live:
         for row in log:
             for name, value in row.items():
-                if isinstance(value, float) and name != "train/lr" or name.startswith("probe_val/"):
+                if isinstance(value, float) and not name.endswith("/lr") or name.startswith("probe_val/"):
                     live.log_metric(name, value)
             live.next_step()
 
