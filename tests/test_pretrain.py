@@ -97,6 +97,48 @@ def test_a_new_second_phase_starts_from_the_first_phases_checkpoints(tmp_path, c
     assert again["sha256"] != card["sha256"]  # the new second phase trained: other weights
 
 
+def test_phase_0_labels_the_token_under_each_object():
+    """`object_tokens` names the merged token whose 2x2 patches show the object: its pixels, taken
+    back out of the processor's patches, hold the object's colour; a token across the frame does
+    not; an object is labelled in each temporal patch whose two frames both show it."""
+    import numpy as np
+    import torch
+
+    from vrlib.model import load_processor
+
+    proc = load_processor(BASE)
+    red = Actor("red", "square", 1, 8, 84, 28, 84, 28, 25)  # top right, still, visible from 1 s
+    sc = Scene(duration=8, fps=4, width=112, height=112, actors=[red])
+    frames = world.render(sc)[::2]  # (16, H, W, 3): the study's 2 fps of a 4 fps video
+    timestamps = np.arange(len(frames)) / 2.0
+    out = proc.video_processor(videos=[frames], do_sample_frames=False, return_tensors="pt")
+    labels = pretrain.object_tokens(sc, timestamps, out["video_grid_thw"][0])
+    assert [k // 16 for k, _, _ in labels] == list(range(1, 8))  # 1 s on: temporal patches 1..7 of 8
+    assert {(s, c) for _, s, c in labels} == {(world.SHAPES.index("square"), pretrain.COLOURS.index("red"))}
+    mean, std = (torch.tensor(v).view(3, 1, 1, 1) for v in (proc.video_processor.image_mean, proc.video_processor.image_std))
+    patches = out["pixel_values_videos"].view(-1, 3, 2, 14, 14) * std + mean  # (patches, C, T, 14, 14), 0-1
+    def rgb_near(token: int, colour) -> bool:
+        px = patches[4 * token:4 * token + 4].permute(0, 2, 3, 4, 1).reshape(-1, 3) * 255
+        return bool(((px - torch.tensor(colour, dtype=px.dtype)).abs().max(1).values < 40).any())
+    k = labels[0][0]
+    assert rgb_near(k, world.COLOURS["red"])
+    assert not rgb_near(16 + 3 * 4 + 0, world.COLOURS["red"])  # temporal patch 1, bottom-left token
+
+
+def test_phase_0_runs_first_and_is_carded(tmp_path):
+    """With `vision_steps`, the vision tower trains alone first: the card counts its steps, its head's
+    accuracy on the val videos, and its first steps are the card's first steps. Off (0), the recipe
+    has no such key, so the committed recipe keeps its key."""
+    cfg, dcfg = tiny_recipe(vision_steps=2)
+    card = pretrain.run(dataclasses.replace(cfg, out_dir=str(tmp_path / "base")), dcfg, state_dir=None, live_dir=None)
+    assert card["steps"]["vision"] == 2 and card["recipe"]["pretrain"]["vision_steps"] == 2
+    assert set(card["vision_probe"]) == {"shape_acc", "colour_acc", "n_objects"}
+    first = pretrain.run(cfg, dcfg, state_dir=None, live_dir=None, stop_after=pretrain.FIRST_STEPS)
+    assert "vision/loss" not in first["log"][0] and len(first["log"]) == pretrain.FIRST_STEPS
+    assert pretrain.state_hash(first["model"]) == card["first_steps"]["sha256"]
+    assert "vision_steps" not in pretrain.recipe_params(dataclasses.replace(cfg, vision_steps=0))
+
+
 def test_a_trial_recipe_writes_under_its_own_folder(tmp_path, monkeypatch):
     """`python -m vrlib.pretrain --trial DIR pretrain.key=value`: another recipe's base, checkpoints
     and step logs under DIR, never the committed base's folder; overrides only with --trial."""
@@ -136,6 +178,10 @@ def test_the_card_records_the_recipe_in_params_yaml():
     card = json.loads((BASE / pretrain.CARD).read_text())
     params = config.load(ROOT / "params.yaml")
     assert card["recipe"]["pretrain"] == pretrain.recipe_params(params.pretrain)
+    spec = pretrain.tasks.WorldSpec.of(params.data)
+    sampling = dict(fps=params.data.fps, min_frames=params.data.min_frames, max_frames=params.data.max_frames)
+    assert card["recipe"]["sampling"] == sampling
+    assert pretrain.recipe_keys(params.pretrain, spec, sampling)[1] == card["recipe_key"]
 
 
 @pytest.mark.slow

@@ -494,7 +494,8 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
         if step + 1 == FIRST_STEPS:
             row["first_steps_sha256"] = state_hash(model)
 
-    resumed = {"vision": _resumed(state_dir, f"{perception_key}-vision", cfg.vision_steps),
+    vision = f"{digest(recipe | {'pretrain': {k: v for k, v in recipe['pretrain'].items() if k not in AFTER_VISION}})}-vision"
+    resumed = {"vision": _resumed(state_dir, vision, cfg.vision_steps),
                "perception": _resumed(state_dir, f"{perception_key}-perception", cfg.steps),
                "tasks": _resumed(state_dir, f"{key}-tasks", cfg.tasks_steps)}
     log0, vision_probe = [], None
@@ -505,9 +506,9 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
         log0 = train_phase(warm, lambda step: vision_batch(processor, vids, np.random.default_rng(
                                [cfg.seed, 2, step]).choice(len(vids.scenes), size=cfg.batch_size, replace=False)),
                            steps=steps0, total=cfg.vision_steps, groups=[{"params": list(warm.parameters()),
-                                                                          "lr": cfg.vision_lr}],
+                                                                          "lr": cfg.lr}],
                            grad_clip=cfg.grad_clip, warmup=cfg.warmup, state_dir=state_dir,
-                           key=f"{perception_key}-vision", checkpoint_every=cfg.checkpoint_every,
+                           key=vision, checkpoint_every=cfg.checkpoint_every,
                            on_step=lambda s, r: (on_first(s, r), show0(s, r)))
         if stop_after is not None:
             shutil.rmtree(tmp)
@@ -594,6 +595,9 @@ def _resumed(state_dir: Path | None, key: str, steps: int) -> int:
 
 TASKS_PHASE = ("n_tasks", "tasks_per_batch", "tasks_steps", "tasks_lr", "tasks_probe_every")
 """The second phase's keys: the first phase's checkpoints do not depend on them."""
+AFTER_VISION = ("image_frac", "steps", "vision_lr", "n_tasks", "n_probe", "n_probe_val", "probe_batch") + TASKS_PHASE
+"""The keys phase 0 does not depend on: its checkpoints are named without them, so a change to the
+phases after it starts from them."""
 PROBE_KEYS = ("objects_f1", "span_acc", "first_acc")
 FIRST_STEPS = 2
 """The card keeps the hash of the weights after this many perception steps, which a test recomputes."""
