@@ -159,6 +159,10 @@ def test_wrong_kind_is_an_error_and_ints_pass_as_floats():
     with pytest.raises(ParamsError, match="sft.steps"):
         parse(Params, {"sft": {"steps": 1.5}})
     assert parse(Params, {"rft": {"beta": 0}}).rft.beta == 0.0
+    # PyYAML reads 1e-4 (no dot) as a string: a float key takes it as the number it spells
+    assert parse(Params, yaml.safe_load("rft: {beta: 1e-4}")).rft.beta == 1e-4
+    with pytest.raises(ParamsError, match="rft.beta"):
+        parse(Params, {"rft": {"beta": "1e-4x"}})
 
 
 def test_sft_sizes_below_one_are_an_error():

@@ -48,6 +48,7 @@ def test_first_acc_needs_the_first_object_named_first_and_alone():
 
 
 def tiny_recipe(**kw) -> tuple[config.PretrainParams, config.DataParams]:
+    kw = {"vision_steps": 0} | kw  # phase 0 only where a test asks for it
     cfg = dataclasses.replace(config.PretrainParams(), n_videos=8, n_tasks=11, n_corpus=1, n_probe=2, n_probe_val=2,
                               steps=4, tasks_steps=2, tasks_per_batch=1, batch_size=3, warmup=1, checkpoint_every=2, probe_batch=2, **kw)
     return cfg, config.DataParams()
@@ -127,11 +128,15 @@ def test_phase_0_labels_the_token_under_each_object():
 
 def test_phase_0_runs_first_and_is_carded(tmp_path):
     """With `vision_steps`, the vision tower trains alone first: the card counts its steps, its head's
-    accuracy on the val videos, and its first steps are the card's first steps. Off (0), the recipe
-    has no such key, so the committed recipe keeps its key."""
-    cfg, dcfg = tiny_recipe(vision_steps=2)
-    card = pretrain.run(dataclasses.replace(cfg, out_dir=str(tmp_path / "base")), dcfg, state_dir=None, live_dir=None)
+    accuracy on the val videos, and its first steps are the card's first steps; a change to the
+    phases after it resumes its checkpoints. Off (0), the recipe has no such key, so the committed
+    recipe keeps its key."""
+    cfg, dcfg = tiny_recipe(vision_steps=2, out_dir=str(tmp_path / "base"))
+    card = pretrain.run(cfg, dcfg, state_dir=tmp_path / "state", live_dir=None)
     assert card["steps"]["vision"] == 2 and card["recipe"]["pretrain"]["vision_steps"] == 2
+    again = pretrain.run(dataclasses.replace(cfg, vision_lr=3e-4), dcfg, state_dir=tmp_path / "state", live_dir=None)
+    assert again["resumed_from"] == {"vision": 2, "perception": 0, "tasks": 0}  # a new first phase starts from phase 0
+    assert again["first_steps"] == card["first_steps"] and again["vision_probe"] == card["vision_probe"]
     assert set(card["vision_probe"]) == {"shape_acc", "colour_acc", "n_objects"}
     first = pretrain.run(cfg, dcfg, state_dir=None, live_dir=None, stop_after=pretrain.FIRST_STEPS)
     assert "vision/loss" not in first["log"][0] and len(first["log"]) == pretrain.FIRST_STEPS

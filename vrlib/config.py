@@ -6,6 +6,7 @@ an unknown or misspelt key stops the stage with the list of the known ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,7 +371,7 @@ class PretrainParams:
     """vision blocks, all with full attention."""
     vision_init_std: float = 0.1
     """std of the vision tower's random Linear/Conv weights (HF's 0.02 left it blind)."""
-    vision_steps: int = 0
+    vision_steps: int = 1200
     """phase 0, before the first: the vision tower alone, with a linear head naming the shape and
     colour under each object's centre token (a real VLM starts from a pretrained encoder); 0 skips
     it; at `lr`, cosine decay to 0. Through captions alone the tower encodes shape slowly
@@ -381,7 +382,7 @@ class PretrainParams:
     """examples per step, in both phases (the second's task items included)."""
     lr: float = 1e-3
     """AdamW, linear warmup then cosine decay to 0 (the tiny model stayed at chance without clipping)."""
-    vision_lr: float = 1e-3
+    vision_lr: float = 1e-4
     """the vision tower's rate in the first phase (patch embedding, blocks, merger). After phase 0, 1e-3
     undid what it taught: a linear probe read shape from its tokens 92% of the time, 50% after 900
     first-phase steps."""
@@ -461,6 +462,8 @@ def parse(cls, values: dict | None, where: str = ""):
         kind = type(default)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if kind is float and isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value):
+            value = float(value)  # YAML 1.1 (PyYAML) reads 1e-4, without a dot, as a string
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ParamsError(f"params.yaml: '{dotted(name)}' must be {kind.__name__}, got {value!r}")
         out[name] = value
