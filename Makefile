@@ -22,7 +22,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
-pretrain: env  # the tiny base from nothing (params.yaml `pretrain`, about 70 min on 2 idle Intel Xeon cores, 50 on AMD EPYC AVX-512, resumable): models/tiny-base
+pretrain: env  # the tiny base from nothing (params.yaml `pretrain`, about 57 min on 2 idle AMD EPYC AVX-512 cores, about 80 estimated on an Intel Xeon, resumable): models/tiny-base
 	python -m vrlib.pretrain
 
 study: env  # library notices a user cannot act on are silenced in the kernels (vrlib.stage.quiet)
