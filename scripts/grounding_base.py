@@ -5,26 +5,30 @@ at ... last seen before ..."), mIoU against the item's solution. After `make stu
     python scripts/grounding_base.py     # about a minute on 2 cores
 
 docs/results.md ("Every task family") quotes what it printed."""
-import json, re
-from vrlib import data, pretrain, model as M
+import re
+
+from vrlib import config, pretrain
+from vrlib.answers import parse_span
+from vrlib.data import load_split
+from vrlib.model import load_model, load_processor
 from vrlib.rollout import generate
-params_fps, mn, mx = 2.0, 4, 16
-recs = [json.loads(l) for l in open("data/eval.jsonl")]
-g = [r for r in recs if r["problem_type"] == "temporal grounding"][:60]
-m = M.load_model("models/tiny-base").eval(); proc = M.load_processor("models/tiny-base")
-clips = [data.load_media("data/" + r["path"], "video", fps=params_fps, min_frames=mn, max_frames=mx) for r in g]
+from vrlib.scoring import temporal_iou
+
+params = config.load("params.yaml")
+d = params.data
+samples, clips = load_split("data/eval.jsonl", fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames,
+                            families=["grounding"])
+model, processor = load_model(params.base.pretrained_dir).eval(), load_processor(params.base.pretrained_dir)
 texts = []
-for i in range(0, len(g), 20):
-    texts += generate(m, proc, [pretrain.prompt()] * len(clips[i:i+20]), clips[i:i+20], max_new_tokens=160, do_sample=False).texts
-def iou(a, b):
-    inter = max(0, min(a[1], b[1]) - max(a[0], b[0])); union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0
-tot, found = 0.0, 0
-for r, t in zip(g, texts):
-    col, shp = re.match(r"When does the (\w+) (\w+) appear\?", r["problem"]).groups()
-    sol = [float(x) for x in re.findall(r"[\d.]+", r["solution"])[:2]]
-    inv = {(c, s): (a, b) for c, s, a, b in pretrain.read_inventory(t)}
-    if (col, shp) in inv:
-        found += 1; tot += iou(inv[(col, shp)], sol)
-print(len(g), "asked object named", found, "base inventory span mIoU", round(100 * tot / len(g), 1))
-print(texts[0][:300]); print(g[0]["problem"], g[0]["solution"])
+for i in range(0, len(samples), 20):
+    texts += generate(model, processor, [pretrain.prompt()] * len(clips[i:i + 20]), clips[i:i + 20],
+                      max_new_tokens=160, do_sample=False).texts
+total, found = 0.0, 0
+for s, text in zip(samples, texts):
+    asked = re.match(r"When does the (\w+) (\w+) appear\?", s.problem).groups()
+    named = {(c, shape): (a, b) for c, shape, a, b in pretrain.read_inventory(text)}
+    if asked in named:
+        found += 1
+        total += temporal_iou(named[asked], parse_span(s.solution))
+print(len(samples), "asked object named", found, "base inventory span mIoU", round(100 * total / len(samples), 1))
+print(texts[0][:300]); print(samples[0].problem, samples[0].solution)

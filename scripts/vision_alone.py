@@ -8,10 +8,9 @@ constant rate, accuracy on the probe stream's 300 held-out videos every 100 step
 
 docs/results.md ("The base: does it see?") quotes what it printed; `pretrain.VisionWarmup` is
 phase 0 made of it."""
-import sys, json, time, tempfile
+import sys, json, time
 import numpy as np, torch
 from vrlib import model as M, pretrain as P, world, tasks
-from vrlib.data import split_seed
 
 args = dict(a.split("=") for a in sys.argv[1:])
 width = int(args.get("width", 96)); depth = int(args.get("depth", 3)); init = float(args.get("init", 0.1))
@@ -24,7 +23,7 @@ kw = dict(fps=samp["fps"], min_frames=samp["min_frames"], max_frames=samp["max_f
 train_v = P.world_videos(0, P.STREAMS[0], 5000, spec, **kw)
 test_v = P.world_videos(0, P.STREAMS[2], 300, spec, **kw)
 proc = M.load_processor("models/tiny-base")
-SH = list(world.SHAPES); CO = sorted(world.COLOURS)
+SH, CO = world.SHAPES, P.COLOURS
 
 def prep(vids, idx):
     pix, lab = [], []
@@ -32,15 +31,8 @@ def prep(vids, idx):
         f = np.asarray(vids.frames[i])
         out = proc.video_processor(videos=[f], do_sample_frames=False, return_tensors="pt")
         pix.append(out["pixel_values_videos"]); g = out["video_grid_thw"][0].tolist()
-        gh, gw = g[1] // 2, g[2] // 2; cell = 112 / gh; L = []
-        for a in vids.scenes[i].actors:
-            for s in range(g[0]):
-                t0, t1 = vids.timestamps[2 * s], vids.timestamps[2 * s + 1]
-                if a.start <= t0 < a.end and a.start <= t1 < a.end:
-                    cx, cy = world.position(a, (t0 + t1) / 2)
-                    k = s * gh * gw + min(int(cy // cell), gh - 1) * gw + min(int(cx // cell), gw - 1)
-                    L.append((k, SH.index(a.shape), CO.index(a.colour)))
-        lab.append(L)
+        lab.append(P.object_tokens(vids.scenes[i], vids.timestamps, g, merge=proc.video_processor.merge_size,
+                                   temporal=proc.video_processor.temporal_patch_size))
     return pix, g, lab
 t = time.time()
 trp, grid, trl = prep(train_v, range(ntrain)); tep, _, tel = prep(test_v, range(300))

@@ -113,7 +113,8 @@ def test_phase_0_labels_the_token_under_each_object():
     frames = world.render(sc)[::2]  # (16, H, W, 3): the study's 2 fps of a 4 fps video
     timestamps = np.arange(len(frames)) / 2.0
     out = proc.video_processor(videos=[frames], do_sample_frames=False, return_tensors="pt")
-    labels = pretrain.object_tokens(sc, timestamps, out["video_grid_thw"][0])
+    labels = pretrain.object_tokens(sc, timestamps, out["video_grid_thw"][0], merge=proc.video_processor.merge_size,
+                                    temporal=proc.video_processor.temporal_patch_size)
     assert [k // 16 for k, _, _ in labels] == list(range(1, 8))  # 1 s on: temporal patches 1..7 of 8
     assert {(s, c) for _, s, c in labels} == {(world.SHAPES.index("square"), pretrain.COLOURS.index("red"))}
     mean, std = (torch.tensor(v).view(3, 1, 1, 1) for v in (proc.video_processor.image_mean, proc.video_processor.image_std))

@@ -357,20 +357,21 @@ def train_phase(model, batch_of, *, steps: int, groups: list[dict], grad_clip: f
 COLOURS = tuple(world.COLOURS)
 
 
-def object_tokens(scene: world.Scene, timestamps, grid_thw) -> list[tuple[int, int, int]]:
-    """(merged token, shape, colour) for each object at each temporal patch whose frames both show
-    it: the token whose 2x2 block of patches holds the object's centre, midway between the two
-    frames. Qwen2.5-VL's merger emits one token per (temporal patch, row, column) of 2x2 patches, in
-    that order; the last frame repeats when the count is odd, as the processor pads it."""
+def object_tokens(scene: world.Scene, timestamps, grid_thw, *, merge: int, temporal: int) -> list[tuple[int, int, int]]:
+    """(merged token, shape, colour) for each object at each temporal patch whose frames all show
+    it: the token whose `merge` x `merge` block of patches holds the object's centre, midway through
+    the patch's frames. Qwen2.5-VL's merger emits one token per (temporal patch, row, column) of
+    such blocks, in that order; the last frame repeats when the count falls short, as the processor
+    pads it. `merge` and `temporal` are the processor's `merge_size` and `temporal_patch_size`."""
     t, h, w = (int(v) for v in grid_thw)
-    rows, cols = h // 2, w // 2
+    rows, cols = h // merge, w // merge
     out = []
     for a in scene.actors:
         for k in range(t):
-            t0, t1 = float(timestamps[2 * k]), float(timestamps[min(2 * k + 1, len(timestamps) - 1)])
-            if not (a.start <= t0 < a.end and a.start <= t1 < a.end):
+            times = [float(timestamps[min(temporal * k + j, len(timestamps) - 1)]) for j in range(temporal)]
+            if not all(a.start <= x < a.end for x in times):
                 continue
-            cx, cy = world.position(a, (t0 + t1) / 2)
+            cx, cy = world.position(a, (times[0] + times[-1]) / 2)
             r, c = min(int(cy * rows / scene.height), rows - 1), min(int(cx * cols / scene.width), cols - 1)
             out.append((k * rows * cols + r * cols + c, world.SHAPES.index(a.shape), COLOURS.index(a.colour)))
     return out
@@ -410,10 +411,11 @@ def vision_batch(processor, vids: Videos, idx) -> dict:
     merged tokens), shape and colour (`object_tokens`)."""
     out = processor.video_processor(videos=[np.asarray(vids.frames[i]) for i in idx], do_sample_frames=False,
                                     return_tensors="pt")
-    grid = out["video_grid_thw"]
-    offsets = np.concatenate([[0], np.cumsum((grid.prod(-1) // 4).numpy())])
+    grid, vp = out["video_grid_thw"], processor.video_processor
+    offsets = np.concatenate([[0], np.cumsum((grid.prod(-1) // vp.merge_size ** 2).numpy())])
     rows = [(int(offsets[b]) + k, s, c) for b, i in enumerate(idx)
-            for k, s, c in object_tokens(vids.scenes[i], vids.timestamps, grid[b])]
+            for k, s, c in object_tokens(vids.scenes[i], vids.timestamps, grid[b], merge=vp.merge_size,
+                                         temporal=vp.temporal_patch_size)]
     token, shape, colour = (torch.tensor(x) for x in zip(*rows))
     return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": grid,
             "token": token, "shape": shape, "colour": colour}
@@ -494,7 +496,7 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
         if step + 1 == FIRST_STEPS:
             row["first_steps_sha256"] = state_hash(model)
 
-    vision = f"{digest(recipe | {'pretrain': {k: v for k, v in recipe['pretrain'].items() if k not in AFTER_VISION}})}-vision"
+    vision = f"{phase_key(recipe, AFTER_VISION)}-vision"
     resumed = {"vision": _resumed(state_dir, vision, cfg.vision_steps),
                "perception": _resumed(state_dir, f"{perception_key}-perception", cfg.steps),
                "tasks": _resumed(state_dir, f"{key}-tasks", cfg.tasks_steps)}
@@ -524,7 +526,8 @@ def run(cfg, dcfg, *, state_dir: str | Path = "checkpoints/pretrain", live_dir: 
                        groups=param_groups(model, cfg.lr, cfg.vision_lr), grad_clip=cfg.grad_clip,
                        warmup=cfg.warmup, state_dir=state_dir, key=f"{perception_key}-perception",
                        checkpoint_every=cfg.checkpoint_every,
-                       on_step=lambda s, r: (log0 or on_first(s, r), show(s, r), stop_after is None and on_probe(s, r)))
+                       on_step=lambda s, r: (not cfg.vision_steps and on_first(s, r), show(s, r),
+                                             stop_after is None and on_probe(s, r)))
     if stop_after is not None:
         shutil.rmtree(tmp)
         return {"model": model, "log": log1}
@@ -573,8 +576,13 @@ def recipe_keys(cfg, spec, sampling: dict) -> tuple[dict, str, str]:
     second phase's checkpoints (another recipe never resumes them), the perception key the first
     phase's, from the recipe without the second phase's keys (a new second phase starts from them)."""
     recipe = {"pretrain": recipe_params(cfg), "world": asdict(spec), "sampling": sampling, "version": 2}
-    first = {k: v for k, v in recipe["pretrain"].items() if k not in TASKS_PHASE}
-    return recipe, digest(recipe), digest(recipe | {"pretrain": first})
+    return recipe, digest(recipe), phase_key(recipe, TASKS_PHASE)
+
+
+def phase_key(recipe: dict, later: tuple[str, ...]) -> str:
+    """The key of a phase's checkpoints: the recipe's digest without the `pretrain` keys of the
+    phases after it (`later`), so a change to those resumes this phase's checkpoints."""
+    return digest(recipe | {"pretrain": {k: v for k, v in recipe["pretrain"].items() if k not in later}})
 
 
 def recipe_params(cfg) -> dict:
